@@ -1,0 +1,58 @@
+"""`check`: every cohort, roster, the program and every template, rendered for every pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailer import plan as planner
+from mailer.compose import Renderer, context, template_problem
+from mailer.errors import InputError, Problem
+from mailer.program import load_program
+from mailer.settings import Settings
+
+
+@dataclass(slots=True)
+class CheckResult:
+    problems: list[Problem | str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    cohorts: int = 0
+    pairs: int = 0
+    steps: int = 0
+    renders: int = 0
+
+
+def check_program(settings: Settings) -> CheckResult:
+    """Everything wrong with the program folder, all at once; nothing is sent or recorded."""
+    result = CheckResult()
+    root = settings.program_dir
+    renderer = Renderer(root / "templates" / "email")
+    # syntax of every template file, used or not, so a typo is found before its month comes
+    from jinja2 import TemplateError
+
+    if renderer.dir.is_dir():
+        for path in sorted(renderer.dir.glob("*.j2")):
+            try:
+                renderer.env.get_template(path.name)
+            except TemplateError as exc:
+                result.problems.append(template_problem(exc, path.name))
+    try:
+        program = load_program(root)
+    except InputError as exc:
+        result.problems.extend(exc.problems)
+        return result
+    result.problems.extend(program.skipped_rows)
+    result.warnings.extend(program.warnings)
+    result.cohorts = len(program.cohorts)
+    result.pairs = sum(len(c.pairs) for c in program.cohorts)
+    result.steps = sum(len(c.steps) for c in program.cohorts)
+    seen: set[str] = {str(p) for p in result.problems}
+    for occ in planner.year_schedule(program):
+        try:
+            renderer.render(context(program, occ), occ.step.template)
+            result.renders += 1
+        except InputError as exc:
+            for p in exc.problems:
+                if str(p) not in seen:
+                    seen.add(str(p))
+                    result.problems.append(p)
+    return result

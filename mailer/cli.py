@@ -1,0 +1,271 @@
+"""The mentor-mailer command: argv in, one call into the runner, text out, an exit code back.
+
+Heavy modules (jinja2, pydantic, rich, sqlite3) are imported inside the commands so that
+`--help` and a cron run's start stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailer import __version__
+from mailer.errors import EXIT_BAD_INPUT, EXIT_OK, MailerError
+
+if TYPE_CHECKING:
+    from mailer.settings import Settings
+
+PROG = "mentor-mailer"
+
+
+def _aware(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a date-time such as 2020-01-15T14:00:00Z") from None
+    if dt.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"'{value}' needs a time zone offset, e.g. {value}Z or {value}-05:00")
+    return dt
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a date such as 2020-01-15") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Walk every mentor/mentee pair of a mentoring program through its year by email.",
+        epilog="Start with:  mentor-mailer rehearse   (writes the whole year to ./rehearsal/)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-C", "--program-dir", type=Path, metavar="DIR",
+                        help="the program folder (default: $MENTOR_MAILER_PROGRAM_DIR or the current folder)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=f"{summary}\n\nexample:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("check", "Validate every cohort, roster, the program and every template; list all problems.",
+                "mentor-mailer check")
+    p.set_defaults(func=cmd_check)
+
+    p = command("plan", "Show the messages coming up: date, cohort, pair, step and recipients.",
+                "mentor-mailer plan --from 2019-09-01 --to 2019-12-31 --cohort 2019-2020")
+    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
+    p.add_argument("--from", dest="start", type=_day, metavar="DATE", help="first day (default: today)")
+    p.add_argument("--to", dest="end", type=_day, metavar="DATE", help="last day (default: 30 days on)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plan)
+
+    p = command("preview", "Render one message of one pair and step, as text, HTML or a whole .eml.",
+                "mentor-mailer preview --pair p01 --step welcome --format text")
+    p.add_argument("--pair", required=True, metavar="P")
+    p.add_argument("--step", required=True, metavar="S")
+    p.add_argument("--cohort", metavar="C", help="needed when the pair id is in several cohorts")
+    p.add_argument("--role", choices=("mentor", "mentee"), help="for a step sent to each partner")
+    p.add_argument("--format", choices=("text", "html", "eml"), default="text")
+    p.set_defaults(func=cmd_preview)
+
+    p = command("run", "Send what is due now, each message once, and print one summary line.",
+                "mentor-mailer run            (from cron, daily)")
+    p.add_argument("--now", type=_aware, metavar="DATETIME", help="act as if it were this moment (ISO, with offset)")
+    p.add_argument("--dry-run", action="store_true", help="list what would go; send and record nothing")
+    p.add_argument("--catch-up", action="store_true",
+                   help="also send steps older than the late window (default 14 days) instead of skipping them")
+    p.add_argument("--limit", type=int, metavar="N", help="send at most N messages")
+    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well")
+    p.set_defaults(func=cmd_run)
+
+    p = command("rehearse", "Run the whole year against a throwaway ledger, writing every email to a folder.",
+                "mentor-mailer rehearse --outbox /tmp/year")
+    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
+    p.add_argument("--outbox", type=Path, metavar="DIR", help="where the year's emails go (default: ./rehearsal)")
+    p.set_defaults(func=cmd_rehearse)
+
+    p = command("status", "Show, per cohort and step, what was sent, skipped or failed, and what is next.",
+                "mentor-mailer status --cohort 2019-2020")
+    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from mailer.settings import load_settings
+
+        overrides: dict[str, Any] = {}
+        if args.program_dir is not None:
+            overrides["program_dir"] = args.program_dir
+        settings = load_settings(**overrides)
+        code: int = args.func(settings, args)
+        return code
+    except MailerError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _print_problems(problems: Sequence[object], title: str) -> None:
+    if problems:
+        err = _console(stderr=True)
+        err.print(f"{title}:", markup=False)
+        for p in problems:
+            err.print(f"  {p}", markup=False)
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.checks import check_program
+
+    result = check_program(settings)
+    _print_problems(result.warnings, "warnings")
+    _print_problems(result.problems, "problems")
+    if result.problems:
+        return EXIT_BAD_INPUT
+    print(f"ok: {result.cohorts} cohort(s), {result.pairs} pair(s), {result.steps} step(s), "
+          f"{result.renders} message(s) rendered in text and HTML")
+    return EXIT_OK
+
+
+def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from mailer.report import plan_rows
+    from mailer.runner import upcoming
+
+    start = datetime.combine(args.start, time(0), tzinfo=UTC) if args.start else None
+    end = datetime.combine(args.end, time(23, 59, 59), tzinfo=UTC) if args.end else None
+    rows = plan_rows(upcoming(settings, start=start, end=end, cohorts=args.cohort))
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table("date", "cohort", "pair", "step", "to", title=f"{len(rows)} message(s) coming up")
+    for r in rows:
+        table.add_row(str(r["date"]), str(r["cohort"]), str(r["pair"]), str(r["step"]),
+                      ", ".join(r["to"]))  # type: ignore[arg-type]
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.runner import preview
+
+    out = preview(settings, cohort=args.cohort, pair=args.pair, step=args.step, role=args.role, fmt=args.format)
+    sys.stdout.write(out)
+    return EXIT_OK
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.runner import run
+
+    with _progress(enabled=not args.quiet and not args.dry_run) as progress:
+        report = run(settings, now=args.now, dry_run=args.dry_run, catch_up=args.catch_up,
+                     limit=args.limit, cohorts=args.cohort, progress=progress)
+    if report.dry_run:
+        for occ in report.planned:
+            to = ", ".join(occ.pair.person(r).email for r in occ.recipients())
+            print(f"would send  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  to {to}")
+        for occ in report.planned_skips:
+            print(f"would skip  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  "
+                  f"({occ.skip_reason})")
+    _print_problems(report.bad_rows, "roster rows left out")
+    for key, reason in report.failures:
+        print(f"failed: {key}: {reason}", file=sys.stderr)
+    if not args.quiet or report.exit_code:
+        print(report.summary())
+    return report.exit_code
+
+
+def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from mailer.runner import rehearse
+
+    with _progress(enabled=True) as progress:
+        result = rehearse(settings, outbox=args.outbox, cohorts=args.cohort, progress=progress)
+    table = Table("date", "cohort", "step", "pairs", "messages", title="The year, as rehearsed")
+    for day, cohort, step, pairs, messages in result.timeline:
+        table.add_row(day.isoformat(), cohort, step, str(pairs), str(messages))
+    _console().print(table)
+    _print_problems(result.bad_rows, "roster rows left out")
+    print(f"rehearsed: {result.messages} message(s) written to {result.outbox / 'new'}, "
+          f"{result.skipped} skipped by the year's rules")
+    return EXIT_OK if not result.bad_rows else 1
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from mailer.runner import status
+
+    cohorts = status(settings, cohorts=args.cohort)
+    if args.json:
+        print(json.dumps([asdict(c) for c in cohorts], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    from rich.table import Table
+
+    console = _console()
+    for c in cohorts:
+        table = Table("step", "due", "sent", "skipped", "failed", "other",
+                      title=f"{c.cohort}: {c.name} ({c.pairs} pairs) — next: {c.next_step or 'year complete'}")
+        for s in c.steps:
+            other = sum(v for k, v in s.counts.items() if k not in ("sent", "skipped", "failed"))
+            table.add_row(s.step, s.due, str(s.counts["sent"]), str(s.counts["skipped"]),
+                          str(s.counts["failed"]), str(other))
+        console.print(table)
+    return EXIT_OK
+
+
+class _progress:
+    """A rich progress bar on a terminal; nothing at all under cron or in a pipe."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled and sys.stdout.isatty()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("sending", total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if total >= 30:  # a handful of messages needs no bar
+            self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

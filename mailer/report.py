@@ -1,0 +1,71 @@
+"""What the coordinator reads: status per cohort and step, the upcoming plan; pure over ledger rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailer.ledger import FAILED, SENT, SKIPPED, Row
+from mailer.model import Program
+from mailer.plan import Occurrence
+
+
+@dataclass(slots=True)
+class StepStatus:
+    cohort: str
+    step: str
+    due: str  # the step's scheduled date
+    description: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CohortStatus:
+    cohort: str
+    name: str
+    pairs: int
+    steps: list[StepStatus]
+    next_step: str | None  # "readings on 2019-10-01", or None when the year is done
+
+
+def status(program: Program, rows: Iterable[Row], *, upcoming: list[Occurrence]) -> list[CohortStatus]:
+    """Per cohort and step: how many messages were sent, skipped, failed; and the next step due."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        c = counts.setdefault((r.cohort, r.step), {})
+        c[r.state] = c.get(r.state, 0) + 1
+    out = []
+    for cohort in program.cohorts:
+        steps = []
+        for step in cohort.steps:
+            c = counts.get((cohort.id, step.key), {})
+            steps.append(StepStatus(cohort.id, step.key, step.due.isoformat(), step.description,
+                                    {k: c.get(k, 0) for k in (SENT, SKIPPED, FAILED)}
+                                    | {k: v for k, v in c.items() if k not in (SENT, SKIPPED, FAILED)}))
+        nxt = next((o for o in upcoming if o.cohort.id == cohort.id), None)
+        next_step = (f"{nxt.step.key} on {nxt.due_at.astimezone(cohort.timezone).date().isoformat()}"
+                     if nxt else None)
+        out.append(CohortStatus(cohort.id, cohort.name, len(cohort.pairs), steps, next_step))
+    return out
+
+
+def plan_rows(occurrences: Iterable[Occurrence]) -> list[dict[str, object]]:
+    """The upcoming messages as plain rows (for a table, JSON or CSV)."""
+    rows: list[dict[str, object]] = []
+    for o in occurrences:
+        rows.append({
+            "due_at": o.due_at.isoformat(),
+            "date": o.due_at.astimezone(o.cohort.timezone).date().isoformat(),
+            "cohort": o.cohort.id,
+            "pair": o.pair.id,
+            "step": o.step.key,
+            "to": [o.pair.person(r).email for r in o.recipients()],
+            "key": o.key,
+        })
+    return rows
+
+
+def as_local(dt: datetime, program: Program, cohort_id: str) -> datetime:
+    cohort = program.cohort(cohort_id)
+    return dt.astimezone(cohort.timezone) if cohort else dt

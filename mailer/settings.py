@@ -1,0 +1,62 @@
+"""Settings from the environment (prefix MENTOR_MAILER_) and a .env file, built once at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mailer.errors import ConfigError
+
+ENV_PREFIX = "MENTOR_MAILER_"
+
+
+class Settings(BaseSettings):
+    """Everything a run needs to know that is not in the program folder itself."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    program_dir: Path = Field(default=Path("."), description="folder holding cohorts/ and templates/email/")
+    database: Path | None = Field(
+        default=None, description="the ledger; default mentor-mailer.sqlite3 in the program folder")
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox_dir: Path | None = Field(default=None, description="Maildir folder; default outbox/ in the program folder")
+    late_window_days: int = Field(
+        default=14, ge=0, description="a step later than this is recorded as skipped, not sent")
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_ca_file: Path | None = None
+    smtp_rate: float = Field(default=0.0, ge=0, description="messages per minute; 0 means no limit")
+    smtp_max_attempts: int = Field(default=3, ge=1)
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.program_dir / "mentor-mailer.sqlite3"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.program_dir / "outbox"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning pydantic's report into one ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"setting {name}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

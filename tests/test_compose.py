@@ -1,0 +1,138 @@
+"""Rendering the real templates and building the real message bytes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailer import plan as planner
+from mailer.compose import Renderer, build_message, context, header_safe, message_id
+from mailer.errors import InputError
+from mailer.model import Program
+from mailer.program import load_program
+
+NOW = datetime(2019, 8, 1, 13, tzinfo=UTC)
+
+
+@pytest.fixture
+def program(program_dir: Path) -> Program:
+    """The sample program, loaded."""
+    return load_program(program_dir)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def build(program: Program, occ: planner.Occurrence, secret: bytes = b"s") -> bytes:
+    rendered = Renderer(program.templates_dir).render(context(program, occ), occ.step.template)
+    return build_message(occ, rendered, msg_id=message_id(secret, occ.key, "example.org"), now=NOW)
+
+
+def test_every_step_renders_for_every_pair_in_text_and_html(program: Program) -> None:
+    renderer = Renderer(program.templates_dir)
+    rendered: set[tuple[str, str, str | None]] = set()
+    for occ in planner.year_schedule(program):
+        r = renderer.render(context(program, occ), occ.step.template)
+        first = occ.pair.person(occ.role).first_name if occ.role else occ.pair.mentor.first_name
+        assert r.subject and "\n" not in r.subject
+        assert first in r.text, (occ.key, r.text[:200])
+        assert "<html" in r.html and first in r.html.replace("&#39;", "'")
+        assert "None" not in r.text
+        rendered.add((occ.cohort.id, occ.step.key, occ.role))
+    expected = {(c.id, s.key, r) for c in program.cohorts for s in c.steps
+                for r in (("mentor", "mentee") if s.to == "each" else (None,))}
+    assert rendered == expected
+
+
+def test_readings_lists_every_citation(program: Program) -> None:
+    occ = next(o for o in planner.year_schedule(program) if o.step.key == "readings")
+    r = Renderer(program.templates_dir).render(context(program, occ), "readings")
+    for cite in program.readings:
+        assert cite in r.text
+    assert "Hussey, L. K., &amp; Campbell-Meier" in r.html  # autoescaped in HTML only
+
+
+def test_each_partner_gets_their_own_wording(program: Program) -> None:
+    occs = [o for o in planner.year_schedule(program) if o.key.startswith("2019-2020/p01/midyear/")]
+    renderer = Renderer(program.templates_dir)
+    mentor, mentee = (renderer.render(context(program, o), o.step.template) for o in occs)
+    assert mentor.text != mentee.text
+    assert mentor.text.startswith("Hi Renée,") and mentee.text.startswith("Hi José,")
+
+
+def test_two_non_ascii_recipients_both_survive_parsing(program: Program) -> None:
+    """CPython gh-100884: EmailMessage would encode the comma and lose the second address."""
+    occ = next(o for o in planner.year_schedule(program) if o.key == "2019-2020/p02/welcome")
+    msg = parse(build(program, occ))
+    assert [a.display_name for a in msg["To"].addresses] == ["Dagný Jónsdóttir", "Zoë Ng"]
+    assert [a.addr_spec for a in msg["To"].addresses] == ["dagny.jonsdottir@example.org", "zoe.ng@example.com"]
+    assert msg["From"].addresses[0].display_name == occ.cohort.coordinator.name
+    assert msg["Reply-To"].addresses[0].addr_spec == "mentoring@example.org"
+    assert msg.get_body(("plain",)).get_content().startswith("Hi Dagný and Zoë,")  # type: ignore[union-attr]
+
+
+def test_same_plan_same_bytes_and_message_id_is_keyed(program: Program) -> None:
+    occ = next(o for o in planner.year_schedule(program) if o.key == "2019-2020/p01/welcome")
+    assert build(program, occ) == build(program, occ)
+    assert build(program, occ, b"a") != build(program, occ, b"b")  # unguessable without the secret
+    assert parse(build(program, occ))["Message-ID"] == message_id(b"s", occ.key, "example.org")
+
+
+@pytest.mark.parametrize("evil", [
+    "Eve\r\nBcc: victim@example.com",
+    "Eve\nX-Injected: 1",
+    "Eve\rX-Injected: 1",
+    "Eve\x00\x0bX-Injected: 1",
+    "Eve\u2028X-Injected: 1",
+    "=?utf-8?q?Eve=0D=0AX-Injected:_1?=",
+    "Eve " + "x" * 300 + "\r\n X-Injected: 1",
+    'Eve "quoted", <angle> @at',
+])
+def test_no_name_or_subject_can_add_a_header(program: Program, evil: str) -> None:
+    import dataclasses
+
+    occ = next(o for o in planner.year_schedule(program) if o.key == "2019-2020/p01/welcome")
+    mentor = dataclasses.replace(occ.pair.mentor, name=evil)
+    pair = dataclasses.replace(occ.pair, mentor=mentor)
+    occ = dataclasses.replace(occ, pair=pair)
+    rendered = Renderer(program.templates_dir).render(context(program, occ), occ.step.template)
+    rendered = dataclasses.replace(rendered, subject=evil)
+    msg = parse(build_message(occ, rendered, msg_id="<x@example.org>", now=NOW))
+    names = [k.lower() for k in msg]
+    assert "bcc" not in names and "x-injected" not in names
+    assert len(msg["To"].addresses) == 2
+    assert len(msg.get_all("Subject")) == 1
+    assert header_safe(evil).split()[0] in str(msg["Subject"])
+
+
+def test_undefined_variable_names_template_and_line(program: Program) -> None:
+    tpl = program.templates_dir / "trend.txt.j2"
+    lines = tpl.read_text(encoding="utf-8").splitlines()
+    body = next(i for i, line in enumerate(lines) if "block body" in line)
+    lines.insert(body + 1, "{{ pair.mentor.nickname }}")
+    tpl.write_text("\n".join(lines), encoding="utf-8")
+    occ = next(o for o in planner.year_schedule(program) if o.step.key == "trend")
+    with pytest.raises(InputError) as err:
+        Renderer(program.templates_dir).render(context(program, occ), "trend")
+    assert f"templates/email/trend.txt.j2:{body + 2}: undefined variable" in str(err.value)
+
+
+def test_syntax_error_names_template_and_line(program: Program) -> None:
+    tpl = program.templates_dir / "webinar.html.j2"
+    tpl.write_text("{% extends 'base.html.j2' %}\n{% block body %}\n{% if %}\n{% endblock %}\n", encoding="utf-8")
+    occ = next(o for o in planner.year_schedule(program) if o.step.key == "webinar")
+    with pytest.raises(InputError, match=r"templates/email/webinar.html.j2:3: template syntax error"):
+        Renderer(program.templates_dir).render(context(program, occ), "webinar")
+
+
+def test_sandbox_refuses_unsafe_attribute_access(program: Program) -> None:
+    tpl = program.templates_dir / "webinar.txt.j2"
+    tpl.write_text("{% block subject %}x{% endblock %}{{ pair.__class__.__mro__ }}", encoding="utf-8")
+    occ = next(o for o in planner.year_schedule(program) if o.step.key == "webinar")
+    with pytest.raises(InputError, match=r"webinar\.txt\.j2"):
+        Renderer(program.templates_dir).render(context(program, occ), "webinar")
