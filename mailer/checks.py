@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailer import plan as planner
-from mailer.compose import Renderer, context, template_problem
+from mailer.compose import Renderer, context, template_name, template_problem
 from mailer.errors import InputError, Problem
+from mailer.invite import build_ics
+from mailer.meetups import build_invite
+from mailer.plan import InviteChange
 from mailer.program import load_program
 from mailer.settings import Settings
 
@@ -47,12 +50,24 @@ def check_program(settings: Settings) -> CheckResult:
     result.steps = sum(len(c.steps) for c in program.cohorts)
     seen: set[str] = {str(p) for p in result.problems}
     for occ in planner.year_schedule(program):
-        try:
-            renderer.render(context(program, occ), occ.step.template)
-            result.renders += 1
-        except InputError as exc:
-            for p in exc.problems:
-                if str(p) not in seen:
-                    seen.add(str(p))
-                    result.problems.append(p)
+        variants = [occ]
+        if occ.has_invite:  # the update and the cancellation must render too, should they be needed
+            variants += [replace(occ, change=InviteChange("REQUEST", 1, "The meetup moved.")),
+                         replace(occ, change=InviteChange("CANCEL", 2, "The meetup is cancelled."))]
+        for variant in variants:
+            try:
+                renderer.render(context(program, variant), template_name(variant))
+                if variant.has_invite:
+                    build_ics(build_invite(variant, variant.due_at))
+                result.renders += 1
+            except InputError as exc:
+                for p in exc.problems:
+                    if str(p) not in seen:
+                        seen.add(str(p))
+                        result.problems.append(p)
+            except ValueError as exc:
+                text = f"{occ.cohort.id}/cohort.toml: the invitation for {occ.step.key} cannot be written: {exc}"
+                if text not in seen:
+                    seen.add(text)
+                    result.problems.append(text)
     return result

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outbox", type=Path, metavar="DIR", help="where the year's emails go (default: ./rehearsal)")
     p.set_defaults(func=cmd_rehearse)
 
+    p = command("invites", "Write each pair's current meetup invitation as an .ics file, to import by hand.",
+                "mentor-mailer invites --cohort 2019-2020 --out invites/")
+    p.add_argument("--cohort", required=True, metavar="C")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.set_defaults(func=cmd_invites)
+
     p = command("status", "Show, per cohort and step, what was sent, skipped or failed, and what is next.",
                 "mentor-mailer status --cohort 2019-2020")
     p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
@@ -192,8 +198,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"would skip  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  "
                   f"({occ.skip_reason})")
     _print_problems(report.bad_rows, "roster rows left out")
-    for key, reason in report.failures:
-        print(f"failed: {key}: {reason}", file=sys.stderr)
+    for key in report.recovered:
+        print(f"uncertain: {key}: a previous run stopped while sending it; resending once", file=sys.stderr)
+    for key, state, reply in report.failures:
+        print(f"{state}: {key}: {reply}", file=sys.stderr)
+    if report.aborted is not None:
+        print(f"{PROG}: {report.aborted}", file=sys.stderr)
     if not args.quiet or report.exit_code:
         print(report.summary())
     return report.exit_code
@@ -214,6 +224,14 @@ def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
     print(f"rehearsed: {result.messages} message(s) written to {result.outbox / 'new'}, "
           f"{result.skipped} skipped by the year's rules")
     return EXIT_OK if not result.bad_rows else 1
+
+
+def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.runner import export_invites
+
+    written = export_invites(settings, cohort=args.cohort, out=args.out)
+    print(f"wrote {len(written)} invitation(s) to {args.out}")
+    return EXIT_OK
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:

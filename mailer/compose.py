@@ -159,9 +159,17 @@ def _conference(conf: Conference, pair: Pair) -> dict[str, Any]:
             "dates": fmt_range(conf.start, conf.end), "status": conf.status, "meetup": meetup}
 
 
-def context(program: Program, occ: Occurrence, *, update: str | None = None) -> dict[str, Any]:
+def template_name(occ: Occurrence) -> str:
+    """A cancelled meetup has its own wording; everything else uses its step's template."""
+    if occ.change is not None and occ.change.method == "CANCEL":
+        return "meetup_cancel"
+    return occ.step.template
+
+
+def context(program: Program, occ: Occurrence) -> dict[str, Any]:
     """The variables every template sees; dates are formatted here, not in templates."""
     cohort, pair, step = occ.cohort, occ.pair, occ.step
+    update = occ.change.change if occ.change is not None else None
     role: Role | None = occ.role
     return {
         "program": {"name": program.name},
@@ -183,9 +191,11 @@ def context(program: Program, occ: Occurrence, *, update: str | None = None) -> 
 
 # --- MIME ------------------------------------------------------------------------------------
 
-def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: datetime) -> bytes:
+def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: datetime,
+                  ics: bytes | None = None, method: str = "REQUEST") -> bytes:
     """The email for one occurrence, as wire bytes: From/Reply-To the coordinator, To the recipients,
-    text and HTML alternatives."""
+    text and HTML alternatives; with `ics`, the RFC 6047 layout that calendar clients answer:
+    multipart/mixed [ multipart/alternative [ text, html, text/calendar ], invite.ics ]."""
     coord = occ.cohort.coordinator
     sender = mime.address(header_safe(coord.name), coord.ascii_email)
     to = [(header_safe(occ.pair.person(r).name), occ.pair.person(r).ascii_email) for r in occ.recipients()]
@@ -201,9 +211,14 @@ def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: date
     ]
     # the boundary comes from the Message-ID, not chance: the same plan renders the same bytes
     boundary = "=_mm_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]
-    body = mime.multipart("alternative", boundary, [mime.text("plain", rendered.text),
-                                                    mime.text("html", rendered.html)])
-    return mime.message(headers, body)
+    parts = [mime.text("plain", rendered.text), mime.text("html", rendered.html)]
+    if ics is None:
+        return mime.message(headers, mime.multipart("alternative", boundary, parts))
+    calendar = mime.leaf(f'text/calendar; charset="UTF-8"; method={method}', mime.b64(ics), encoding="base64")
+    attachment = mime.leaf('application/ics; name="invite.ics"', mime.b64(ics), encoding="base64",
+                           extra=[("Content-Disposition", 'attachment; filename="invite.ics"')])
+    alternative = mime.multipart("alternative", boundary + "a", [*parts, calendar])
+    return mime.message(headers, mime.multipart("mixed", boundary + "m", [alternative, attachment]))
 
 
 def envelope(occ: Occurrence) -> tuple[str, list[str]]:

@@ -77,6 +77,13 @@ class LedgerError(MailerError):
 
 
 class TransportError(MailerError):
-    """The outbox or mail server cannot take messages at all (not a per-message failure)."""
+    """The outbox or mail server cannot take messages at all (not a per-message failure).
 
-    exit_code = EXIT_SEND_FAILED
+    `deferred` means the trouble may pass (the server is down): what was not sent stays due.
+    Otherwise it is a setup problem (no STARTTLS, refused login) for the coordinator to fix.
+    """
+
+    def __init__(self, message: str, *, deferred: bool = False) -> None:
+        super().__init__(message)
+        self.deferred = deferred
+        self.exit_code = EXIT_SEND_FAILED if deferred else EXIT_BAD_INPUT

@@ -6,18 +6,24 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mailer.errors import LedgerError
+from mailer.meetups import SentInvite
 
-# States a message can be in. Settled ones are never sent again by a plain run.
-SENT, SKIPPED, FAILED = "sent", "skipped", "failed"
-SETTLED = (SENT, SKIPPED, FAILED)
+# A message's life: (due) -> sending -> sent | deferred | failed | uncertain; or skipped.
+# `sending` is committed before the SMTP transaction starts, so a crash leaves a trace.
+SENDING, SENT, SKIPPED, FAILED = "sending", "sent", "skipped", "failed"
+DEFERRED, UNCERTAIN = "deferred", "uncertain"
+FINAL = (SENT, SKIPPED, FAILED)
+INTERRUPTED = "the run sending it stopped after the body went out, before the server's reply"
+INTERRUPTED_EARLY = "the run sending it stopped before the message body went out"
+ENVELOPE, BODY = "envelope", "body"  # how far a `sending` message got: only BODY can have arrived
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -50,6 +56,33 @@ _MIGRATIONS: list[str] = [
         failed      INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 2: delivery state for SMTP: which recipients took it, which refused it, when to try again
+    """
+    ALTER TABLE messages ADD COLUMN delivered TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN refused TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE messages ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE messages ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN phase TEXT;
+    ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+    ALTER TABLE runs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_state ON messages (state)
+    """,
+    # 3: the meetup invitations each pair holds, so changes can be sent as updates or cancellations
+    """
+    CREATE TABLE invites (
+        uid         TEXT PRIMARY KEY,
+        cohort      TEXT NOT NULL,
+        pair        TEXT NOT NULL,
+        conference  TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        sequence    INTEGER NOT NULL,
+        method      TEXT NOT NULL,
+        details     TEXT NOT NULL,
+        message_key TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    )
+    """,
 ]
 
 
@@ -68,6 +101,24 @@ class Row:
     reason: str | None
     updated_at: str
     sent_at: str | None
+    attempts: int = 0
+    delivered: tuple[str, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)
+    resends: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A message this run now owns (state `sending`), with what earlier attempts already achieved."""
+
+    key: str
+    previous: str | None  # the state before the claim: None (new), deferred or uncertain
+    delivered: tuple[str, ...]
+    refused: dict[str, str]
+
+    @property
+    def is_resend(self) -> bool:
+        return self.previous == UNCERTAIN
 
 
 def _iso(dt: datetime) -> str:
@@ -141,38 +192,124 @@ class Ledger:
         row = self.conn.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
         return bytes.fromhex(row[0])
 
-    def settled_keys(self) -> set[str]:
-        marks = ",".join("?" * len(SETTLED))
-        return {r[0] for r in self.conn.execute(f"SELECT key FROM messages WHERE state IN ({marks})", SETTLED)}
+    def settled_keys(self, now: datetime) -> set[str]:
+        """Keys a run must not send now: final ones, deferred ones not yet due for another try,
+        and uncertain ones already resent once."""
+        rows = self.conn.execute(
+            f"""SELECT key FROM messages WHERE state IN ({",".join("?" * len(FINAL))})
+                OR state = ? OR (state = ? AND next_attempt_at > ?) OR (state = ? AND resends > 0)""",
+            (*FINAL, SENDING, DEFERRED, _iso(now), UNCERTAIN))
+        return {r[0] for r in rows}
 
-    def record(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, state: str,
-               due_at: datetime, now: datetime, message_id: str | None = None,
-               recipients: Iterable[str] = (), subject: str | None = None, reason: str | None = None,
-               location: str | None = None) -> None:
-        """Write a message's outcome; an existing row for the key is updated in place."""
+    def retrying_keys(self) -> set[str]:
+        """Messages already attempted: a retry is never dropped by the late window."""
+        rows = self.conn.execute("SELECT key FROM messages WHERE state IN (?, ?)", (DEFERRED, UNCERTAIN))
+        return {r[0] for r in rows}
+
+    def recover(self, now: datetime, *, alive: Callable[[str | None], bool] = lambda owner: False) -> list[str]:
+        """Messages a crashed run left `sending`: those whose body went out become `uncertain` (the
+        server may have them); those stopped before the body are simply due again. Returns the former.
+
+        `alive(owner)` tells a run still at work from a dead one; rows of live runs are left alone.
+        """
+        uncertain: list[str] = []
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT key, phase, claimed_by FROM messages WHERE state = ?", (SENDING,)).fetchall()
+            for key, phase, owner in rows:
+                if alive(owner):
+                    continue
+                if phase == BODY:
+                    uncertain.append(key)
+                    conn.execute("UPDATE messages SET state = ?, reason = ?, updated_at = ? WHERE key = ?",
+                                 (UNCERTAIN, INTERRUPTED, _iso(now), key))
+                else:
+                    conn.execute("UPDATE messages SET state = ?, reason = ?, updated_at = ?, next_attempt_at = ? "
+                                 "WHERE key = ?", (DEFERRED, INTERRUPTED_EARLY, _iso(now), _iso(now), key))
+        return uncertain
+
+    def mark_body(self, key: str) -> None:
+        """Committed just before the message body goes out: from here on a crash is uncertain."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE messages SET phase = ? WHERE key = ?", (BODY, key))
+
+    def claim(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
+              now: datetime, message_id: str, recipients: Iterable[str], subject: str,
+              owner: str | None = None) -> Claim | None:
+        """Take a message for this run inside BEGIN IMMEDIATE; None when it is not ours to send."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT state, delivered, refused, resends FROM messages WHERE key = ?",
+                               (key,)).fetchone()
+            if row is not None and not (row["state"] == DEFERRED
+                                        or (row["state"] == UNCERTAIN and row["resends"] == 0)):
+                return None
+            # an uncertain message's one resend is counted as it is claimed, so a crash during the
+            # resend can never lead to a third copy
+            conn.execute(
+                """INSERT INTO messages (key, cohort, pair, step, role, state, phase, due_at, message_id, recipients,
+                       subject, attempts, updated_at, claimed_by)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)
+                   ON CONFLICT(key) DO UPDATE SET state=excluded.state, phase=excluded.phase,
+                       message_id=excluded.message_id, recipients=excluded.recipients, subject=excluded.subject,
+                       updated_at=excluded.updated_at, claimed_by=excluded.claimed_by,
+                       resends=resends + (state = 'uncertain')""",
+                (key, cohort, pair, step, role, SENDING, ENVELOPE, _iso(due_at), message_id,
+                 json.dumps(list(recipients), ensure_ascii=False), subject, _iso(now), owner))
+        if row is None:
+            return Claim(key, None, (), {})
+        return Claim(key, row["state"], tuple(json.loads(row["delivered"])), json.loads(row["refused"]))
+
+    def finish(self, claim: Claim, *, state: str, now: datetime, attempts: int, delivered: Iterable[str] = (),
+               refused: dict[str, str] | None = None, reason: str | None = None, location: str | None = None,
+               next_attempt_at: datetime | None = None) -> None:
+        """Record how a claimed message ended; delivered and refused recipients accumulate."""
+        all_delivered = [*claim.delivered, *(r for r in delivered if r not in claim.delivered)]
+        all_refused = {**claim.refused, **(refused or {})}
         with self.transaction() as conn:
             conn.execute(
-                """INSERT INTO messages (key, cohort, pair, step, role, state, due_at, message_id,
-                       recipients, subject, reason, location, attempts, updated_at, sent_at)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1,?,?)
-                   ON CONFLICT(key) DO UPDATE SET state=excluded.state, message_id=excluded.message_id,
-                       recipients=excluded.recipients, subject=excluded.subject, reason=excluded.reason,
-                       location=excluded.location, attempts=attempts+1, updated_at=excluded.updated_at,
-                       sent_at=excluded.sent_at""",
-                (key, cohort, pair, step, role, state, _iso(due_at), message_id,
-                 json.dumps(list(recipients), ensure_ascii=False), subject, reason, location,
-                 _iso(now), _iso(now) if state == SENT else None),
-            )
+                """UPDATE messages SET state=?, phase=NULL, reason=?, location=?, attempts=attempts+?, delivered=?,
+                       refused=?, next_attempt_at=?, updated_at=?, sent_at=CASE WHEN ? THEN ? ELSE sent_at END
+                   WHERE key=?""",
+                (state, reason, location, attempts, json.dumps(all_delivered), json.dumps(all_refused),
+                 _iso(next_attempt_at) if next_attempt_at else None,
+                 _iso(now), state == SENT, _iso(now), claim.key))
+
+    def skip(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
+             now: datetime, reason: str) -> None:
+        """Record a message the year's rules say is not sent; never overwrites an attempted one."""
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO messages (key, cohort, pair, step, role, state, due_at, reason, updated_at)
+                   VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING""",
+                (key, cohort, pair, step, role, SKIPPED, _iso(due_at), reason, _iso(now)))
+
+    def record_invite(self, *, uid: str, cohort: str, pair: str, conference: str, step: str, sequence: int,
+                      method: str, details: dict[str, Any], message_key: str, now: datetime) -> None:
+        """Remember the latest version of an invitation a pair was sent (never an older one)."""
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO invites VALUES (?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(uid) DO UPDATE SET sequence=excluded.sequence, method=excluded.method,
+                       details=excluded.details, message_key=excluded.message_key, updated_at=excluded.updated_at
+                   WHERE excluded.sequence >= invites.sequence""",
+                (uid, cohort, pair, conference, step, sequence, method, json.dumps(details, sort_keys=True),
+                 message_key, _iso(now)))
+
+    def sent_invites(self) -> list[SentInvite]:
+        return [SentInvite(uid=r["uid"], cohort=r["cohort"], pair=r["pair"], conference=r["conference"],
+                           step=r["step"], sequence=r["sequence"], method=r["method"],
+                           details=json.loads(r["details"]))
+                for r in self.conn.execute("SELECT * FROM invites ORDER BY uid")]
 
     def start_run(self, now: datetime) -> int:
         with self.transaction() as conn:
             cur = conn.execute("INSERT INTO runs (started_at) VALUES (?)", (_iso(now),))
             return int(cur.lastrowid or 0)
 
-    def finish_run(self, run_id: int, now: datetime, *, sent: int, skipped: int, failed: int) -> None:
+    def finish_run(self, run_id: int, now: datetime, *, sent: int, skipped: int, failed: int,
+                   deferred: int = 0, uncertain: int = 0) -> None:
         with self.transaction() as conn:
-            conn.execute("UPDATE runs SET finished_at=?, sent=?, skipped=?, failed=? WHERE id=?",
-                         (_iso(now), sent, skipped, failed, run_id))
+            conn.execute("UPDATE runs SET finished_at=?, sent=?, skipped=?, failed=?, deferred=?, uncertain=? "
+                         "WHERE id=?", (_iso(now), sent, skipped, failed, deferred, uncertain, run_id))
 
     def rows(self, cohort: str | None = None) -> list[Row]:
         sql = "SELECT * FROM messages" + (" WHERE cohort=?" if cohort else "") + " ORDER BY due_at, key"
@@ -187,4 +324,5 @@ def _row(r: sqlite3.Row) -> Row:
     return Row(key=r["key"], cohort=r["cohort"], pair=r["pair"], step=r["step"], role=r["role"],
                state=r["state"], due_at=r["due_at"], message_id=r["message_id"],
                recipients=json.loads(r["recipients"] or "[]"), subject=r["subject"],
-               reason=r["reason"], updated_at=r["updated_at"], sent_at=r["sent_at"])
+               reason=r["reason"], updated_at=r["updated_at"], sent_at=r["sent_at"], attempts=r["attempts"],
+               delivered=tuple(json.loads(r["delivered"])), refused=json.loads(r["refused"]), resends=r["resends"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Literal
 
 from mailer.model import Cohort, Pair, Program, Role, Step
 
@@ -17,6 +18,15 @@ def message_key(cohort_id: str, pair_id: str, step_key: str, role: Role | None =
     """The ledger key: stable for a cohort, pair, step and (for per-partner steps) recipient."""
     key = f"{cohort_id}/{pair_id}/{step_key}"
     return f"{key}/{role}" if role else key
+
+
+@dataclass(frozen=True, slots=True)
+class InviteChange:
+    """A change to a meetup invitation already sent: an update (REQUEST) or a cancellation."""
+
+    method: Literal["REQUEST", "CANCEL"]
+    sequence: int
+    change: str  # one line for the email: what changed, or why it is cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +39,20 @@ class Occurrence:
     role: Role | None  # None: one email to both partners
     due_at: datetime  # when it goes out (moved to the join or resume date for pairs who were away)
     skip_reason: str | None = None  # set when the year's rules say this one is not sent
+    change: InviteChange | None = None  # set for a meetup invitation's update or cancellation
 
     @property
     def key(self) -> str:
-        return message_key(self.cohort.id, self.pair.id, self.step.key, self.role)
+        key = message_key(self.cohort.id, self.pair.id, self.step.key, self.role)
+        if self.change is not None:
+            kind = "cancel" if self.change.method == "CANCEL" else "update"
+            key += f"/{kind}-{self.change.sequence}"
+        return key
+
+    @property
+    def has_invite(self) -> bool:
+        """Meetup steps carry a calendar invitation when the conference proposes a meetup."""
+        return self.step.conference is not None and self.step.conference.meetup is not None
 
     def recipients(self) -> tuple[Role, ...]:
         return (self.role,) if self.role else ("mentor", "mentee")
@@ -119,11 +139,13 @@ def due(
     now: datetime,
     settled: Container[str],
     late_window: timedelta | None,
+    retrying: Container[str] = (),
 ) -> Plan:
     """Split what has come due by `now` and is not settled in the ledger into send and skip.
 
     A message more than `late_window` past its time is skipped (a coordinator starting mid-year
-    floods nobody); `late_window=None` is the catch-up that sends them anyway.
+    floods nobody); `late_window=None` is the catch-up that sends them anyway. Messages already
+    attempted (`retrying`: deferred or uncertain) are never dropped by the window.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -133,7 +155,7 @@ def due(
             continue
         if occ.skip_reason is not None:
             plan.skip.append(occ)
-        elif late_window is not None and now - occ.due_at > late_window:
+        elif late_window is not None and now - occ.due_at > late_window and occ.key not in retrying:
             days = (now - occ.due_at).days
             plan.skip.append(_with_reason(occ, f"{days} days late, past the {late_window.days}-day window"))
         else:
@@ -152,4 +174,4 @@ def upcoming(occurrences: Iterable[Occurrence], *, start: datetime, end: datetim
 
 
 def _with_reason(occ: Occurrence, reason: str) -> Occurrence:
-    return Occurrence(occ.cohort, occ.pair, occ.step, occ.role, occ.due_at, reason)
+    return Occurrence(occ.cohort, occ.pair, occ.step, occ.role, occ.due_at, reason, occ.change)

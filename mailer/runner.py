@@ -8,27 +8,34 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
+from mailer import meetups
 from mailer import plan as planner
-from mailer.compose import Renderer, build_message, context, envelope, message_id
-from mailer.errors import EXIT_OK, EXIT_SEND_FAILED, ConfigError, InputError, LockBusy, Problem
-from mailer.ledger import FAILED, SENT, SKIPPED, Ledger, Row
+from mailer.compose import Renderer, build_message, context, envelope, message_id, template_name
+from mailer.errors import EXIT_OK, EXIT_SEND_FAILED, InputError, LockBusy, Problem, TransportError
+from mailer.invite import build_ics
+from mailer.ledger import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Ledger, Row
 from mailer.model import Program
 from mailer.plan import Occurrence
 from mailer.program import load_program
 from mailer.report import CohortStatus
 from mailer.report import status as report_status
 from mailer.settings import Settings
-from mailer.transport import Outbox, Transport
+from mailer.transport import Delivery, Outbox, Outgoing, Transport
 
 REHEARSAL_MARK = ".mentor-mailer-rehearsal"
+_HOST = socket.gethostname()
+_ACTIVE: set[str] = set()  # owners of the runs at work in this process (the daemon may hold several in turn)
 
 
 @dataclass(slots=True)
@@ -39,27 +46,58 @@ class RunReport:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    deferred: int = 0
+    uncertain: int = 0
+    refused: int = 0  # recipients refused for good on messages that reached the others
+    resent: int = 0  # uncertain messages sent again (same Message-ID)
+    contended: int = 0
+    recovered: list[str] = field(default_factory=list)  # keys a crashed run left `sending`
+    stopped: bool = False  # asked to stop (a signal) before the end
+    aborted: TransportError | None = None
     dry_run: bool = False
     by_step: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (cohort, step, state)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (key, state, the server's reply)
     bad_rows: list[Problem] = field(default_factory=list)
     planned: list[Occurrence] = field(default_factory=list)  # dry run: what would go
     planned_skips: list[Occurrence] = field(default_factory=list)
     pairs_sent: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (cohort, step) -> pairs
+    invites: Counter[str] = field(default_factory=Counter)  # REQUEST, UPDATE, CANCEL sent
+
+    def count(self, occ: Occurrence, state: str) -> None:
+        self.by_step[(occ.cohort.id, step_label(occ), state)] += 1
+        if state == SENT:
+            self.sent += 1
+        elif state == SKIPPED:
+            self.skipped += 1
+        elif state == FAILED:
+            self.failed += 1
+        elif state == DEFERRED:
+            self.deferred += 1
+        elif state == UNCERTAIN:
+            self.uncertain += 1
 
     @property
     def exit_code(self) -> int:
-        if self.failed:
+        if self.aborted is not None:
+            return self.aborted.exit_code
+        if self.failed or self.deferred or self.uncertain or self.refused or self.bad_rows:
             return EXIT_SEND_FAILED
-        return EXIT_SEND_FAILED if self.bad_rows else EXIT_OK
+        return EXIT_OK
 
     def summary(self) -> str:
         if self.dry_run:
             line = f"dry run: would send {len(self.planned)}, would skip {len(self.planned_skips)}"
         else:
             line = f"sent {self.sent}, skipped {self.skipped}, failed {self.failed}"
+            extra = [f"{n} {what}" for n, what in ((self.deferred, "deferred"), (self.uncertain, "uncertain"),
+                                                  (self.refused, "recipient(s) refused"),
+                                                  (self.resent, "resent after an interruption")) if n]
+            if extra:
+                line += ", " + ", ".join(extra)
         if self.bad_rows:
             line += f"; {len(self.bad_rows)} roster problem(s) left pairs out"
+        if self.stopped:
+            line += "; stopped early by a signal"
         return line
 
 
@@ -72,6 +110,13 @@ class Rehearsal:
     skipped: int = 0
     timeline: list[tuple[date, str, str, int, int]] = field(default_factory=list)  # day, cohort, step, pairs, msgs
     bad_rows: list[Problem] = field(default_factory=list)
+
+
+def step_label(occ: Occurrence) -> str:
+    """The step as reports name it: a meetup's update or cancellation is told apart from the invitation."""
+    if occ.change is None:
+        return occ.step.key
+    return f"{occ.step.key} ({'cancel' if occ.change.method == 'CANCEL' else 'update'} {occ.change.sequence})"
 
 
 def load(settings: Settings, cohorts: list[str] | None = None) -> Program:
@@ -104,6 +149,7 @@ def run(
     limit: int | None = None,
     cohorts: list[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RunReport:
     """Send everything due at `now` (the clock when not given), exactly once, and report."""
     now = now or datetime.now(UTC)
@@ -113,10 +159,14 @@ def run(
     window = None if catch_up else timedelta(days=settings.late_window_days)
     if dry_run:
         settled: set[str] = set()
+        retrying: set[str] = set()
+        changes: list[Occurrence] = []
         if settings.database_path.exists():
             with Ledger.open(settings.database_path) as ledger:
-                settled = ledger.settled_keys()
-        todo = planner.due(planner.year_schedule(program), now=now, settled=settled, late_window=window)
+                settled, retrying = ledger.settled_keys(now), ledger.retrying_keys()
+                changes = meetups.invite_changes(program.cohorts, ledger.sent_invites(), now)
+        todo = planner.due([*planner.year_schedule(program), *changes], now=now, settled=settled,
+                           late_window=window, retrying=retrying)
         return RunReport(now=now, dry_run=True, planned=todo.send[:limit] if limit else todo.send,
                          planned_skips=todo.skip, bad_rows=list(program.skipped_rows))
     with run_lock(settings.database_path), Ledger.open(settings.database_path) as ledger:
@@ -124,14 +174,17 @@ def run(
             transport = open_transport(settings)
         try:
             return execute(program, ledger, transport, now=now, late_window=window, limit=limit,
-                           progress=progress)
+                           progress=progress, retry_after=timedelta(minutes=settings.smtp_retry_minutes),
+                           stop=stop, exclusive=True)
         finally:
             transport.close()
 
 
 def open_transport(settings: Settings) -> Transport:
     if settings.transport == "smtp":
-        raise ConfigError("MENTOR_MAILER_TRANSPORT=smtp is not available yet in this version; use outbox")
+        from mailer.smtp import SmtpTransport  # imported only when used: smtplib and ssl are slow to load
+
+        return SmtpTransport.from_settings(settings)
     return Outbox(settings.outbox_path)
 
 
@@ -145,60 +198,154 @@ def execute(
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     renderer: Renderer | None = None,
+    retry_after: timedelta = timedelta(minutes=30),
+    stop: Callable[[], bool] | None = None,
+    exclusive: bool = False,
 ) -> RunReport:
-    """One run over an open ledger and transport: record skips, then send what is due in order."""
+    """One run over an open ledger and transport: recover, record skips, then send what is due.
+
+    Each message is claimed (`sending`, committed) before its SMTP transaction starts and
+    finished after the server's answer, so a crash anywhere leaves the ledger telling the truth.
+    """
     report = RunReport(now=now, bad_rows=list(program.skipped_rows))
-    todo = planner.due(planner.year_schedule(program), now=now, settled=ledger.settled_keys(),
-                       late_window=late_window)
+    owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    _ACTIVE.add(owner)
+    try:
+        return _execute(program, ledger, transport, report, owner=owner, now=now, late_window=late_window,
+                        limit=limit, progress=progress, renderer=renderer, retry_after=retry_after, stop=stop,
+                        exclusive=exclusive)
+    finally:
+        _ACTIVE.discard(owner)
+
+
+def _claim_alive(owner: str | None, *, exclusive: bool) -> bool:
+    """Is the run that claimed a message still at work? Holding the lock, only this process's runs can be."""
+    if owner is None:
+        return False
+    host, _, rest = owner.partition(":")
+    pid, _, _token = rest.partition(":")
+    if owner in _ACTIVE:
+        return True
+    if exclusive or not pid.isdigit():
+        return False
+    if host != _HOST:
+        return True  # another machine's run: without the lock we cannot tell, so leave it be
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(pid) != os.getpid()  # our own pid, but not one of our live runs: a run that died here
+
+
+def _execute(program: Program, ledger: Ledger, transport: Transport, report: RunReport, *, owner: str,
+             now: datetime, late_window: timedelta | None, limit: int | None,
+             progress: Callable[[int, int], None] | None, renderer: Renderer | None, retry_after: timedelta,
+             stop: Callable[[], bool] | None, exclusive: bool) -> RunReport:
+    report.recovered = ledger.recover(now, alive=lambda o: _claim_alive(o, exclusive=exclusive))
+    todo = planner.due(occurrences(program, ledger, now), now=now, settled=ledger.settled_keys(now),
+                       late_window=late_window, retrying=ledger.retrying_keys())
     renderer = renderer or Renderer(program.templates_dir)
     send = todo.send[:limit] if limit is not None else todo.send
     preflight(program, renderer, send)
     run_id = ledger.start_run(now)
     for occ in todo.skip:
-        ledger.record(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key,
-                      role=occ.role, state=SKIPPED, due_at=occ.due_at, now=now, reason=occ.skip_reason)
-        report.skipped += 1
-        report.by_step[(occ.cohort.id, occ.step.key, SKIPPED)] += 1
+        ledger.skip(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
+                    due_at=occ.due_at, now=now, reason=occ.skip_reason or "skipped")
+        report.count(occ, SKIPPED)
     secret = ledger.secret
-    for done, occ in enumerate(send, 1):
-        rendered = renderer.render(context(program, occ), occ.step.template)
-        domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
-        mid = message_id(secret, occ.key, domain)
-        data = build_message(occ, rendered, msg_id=mid, now=now)
-        sender, rcpts = envelope(occ)
-        result = transport.send(occ.key, occ.due_at, sender, rcpts, data)
-        ledger.record(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key,
-                      role=occ.role, state=result.state, due_at=occ.due_at, now=now, message_id=mid,
-                      recipients=rcpts, subject=rendered.subject,
-                      reason=None if result.state == SENT else result.detail,
-                      location=result.detail if result.state == SENT else None)
-        if result.state == SENT:
-            report.sent += 1
-            report.pairs_sent.setdefault((occ.cohort.id, occ.step.key), set()).add(occ.pair.id)
-        else:
-            report.failed += result.state == FAILED
-            report.failures.append((occ.key, result.detail or result.state))
-        report.by_step[(occ.cohort.id, occ.step.key, result.state)] += 1
-        if progress:
-            progress(done, len(send))
-    ledger.finish_run(run_id, now, sent=report.sent, skipped=report.skipped, failed=report.failed)
+    try:
+        for done, occ in enumerate(send, 1):
+            if stop is not None and stop():
+                report.stopped = True
+                break
+            _send_one(program, ledger, transport, renderer, occ, secret=secret, now=now,
+                      retry_after=retry_after, report=report, owner=owner)
+            if progress:
+                progress(done, len(send))
+    except TransportError as exc:
+        report.aborted = exc
+    finally:
+        ledger.finish_run(run_id, now, sent=report.sent, skipped=report.skipped, failed=report.failed,
+                          deferred=report.deferred, uncertain=report.uncertain)
     return report
+
+
+def _send_one(program: Program, ledger: Ledger, transport: Transport, renderer: Renderer, occ: Occurrence, *,
+              secret: bytes, now: datetime, retry_after: timedelta, report: RunReport, owner: str) -> None:
+    rendered = renderer.render(context(program, occ), template_name(occ))
+    domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
+    mid = message_id(secret, occ.key, domain)
+    sender, rcpts = envelope(occ)
+    invite = meetups.build_invite(occ, now) if occ.has_invite else None
+    claim = ledger.claim(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
+                         due_at=occ.due_at, now=now, message_id=mid, recipients=rcpts, subject=rendered.subject,
+                         owner=owner)
+    if claim is None:
+        report.contended += 1  # another runner took it between our plan and our claim
+        return
+    todo = [r for r in rcpts if r not in claim.delivered and r not in claim.refused]
+    data = build_message(occ, rendered, msg_id=mid, now=now, ics=build_ics(invite) if invite else None,
+                         method=invite.method if invite else "REQUEST")
+    try:
+        result = transport.send(Outgoing(occ.key, occ.due_at, sender, todo, data),
+                                lambda: ledger.mark_body(occ.key)) if todo else Delivery(SENT, attempts=0)
+    except TransportError as exc:
+        # nothing of this message reached the server: it stays due, not uncertain
+        ledger.finish(claim, state=DEFERRED, now=now, attempts=1, reason=str(exc), next_attempt_at=now)
+        report.count(occ, DEFERRED)
+        raise
+    next_at = None
+    if result.state == DEFERRED:
+        row_attempts = max(1, result.attempts)
+        next_at = now + retry_after * min(2 ** (row_attempts - 1), 16)
+    ledger.finish(claim, state=result.state, now=now, attempts=result.attempts, delivered=result.delivered,
+                  refused=result.refused, reason=result.detail if result.state != SENT else None,
+                  location=result.detail if result.state == SENT else None, next_attempt_at=next_at)
+    if invite is not None and result.state in (SENT, UNCERTAIN):
+        conf = occ.step.conference
+        assert conf is not None and conf.meetup is not None
+        ledger.record_invite(uid=invite.uid, cohort=occ.cohort.id, pair=occ.pair.id, conference=conf.key,
+                             step=occ.step.key, sequence=invite.sequence, method=invite.method,
+                             details=meetups.details(conf.meetup), message_key=occ.key, now=now)
+        report.invites[invite.method if invite.sequence == 0 or invite.method == "CANCEL" else "UPDATE"] += 1
+    if claim.is_resend:
+        report.resent += 1
+    report.count(occ, result.state)
+    if result.state == SENT:
+        report.pairs_sent.setdefault((occ.cohort.id, step_label(occ)), set()).add(occ.pair.id)
+    elif result.detail:
+        report.failures.append((occ.key, result.state, result.detail))
+    for rcpt, reply in result.refused.items():
+        report.failures.append((occ.key, "refused", f"{rcpt}: {reply}"))
+        report.refused += 1
+
+
+def occurrences(program: Program, ledger: Ledger, now: datetime) -> list[Occurrence]:
+    """The year's messages plus the invitation updates and cancellations owed at `now`."""
+    return [*planner.year_schedule(program),
+            *meetups.invite_changes(program.cohorts, ledger.sent_invites(), now)]
 
 
 def preflight(program: Program, renderer: Renderer, send: list[Occurrence]) -> None:
     """Render one message of each template/audience before sending any: a broken template
     stops the run before the first email, never halfway through a step."""
-    seen: set[tuple[str, str, bool]] = set()
+    seen: set[tuple[str, str, bool, bool]] = set()
     problems: list[Problem | str] = []
     for occ in send:
-        sig = (occ.cohort.id, occ.step.template, occ.role is None)
+        sig = (occ.cohort.id, template_name(occ), occ.role is None, occ.change is None)
         if sig in seen:
             continue
         seen.add(sig)
         try:
-            renderer.render(context(program, occ), occ.step.template)
+            renderer.render(context(program, occ), template_name(occ))
+            if occ.has_invite:
+                build_ics(meetups.build_invite(occ, occ.due_at))
         except InputError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
+        except ValueError as exc:  # the invitation cannot be written (say, a meetup in a repeated hour)
+            problems.append(f"{occ.cohort.path.name}/cohort.toml: meetup for {occ.step.key}: {exc}")
     if problems:
         raise InputError(problems)
 
@@ -219,9 +366,12 @@ def rehearse(
     target = Path(outbox or settings.program_dir / "rehearsal")
     _prepare_rehearsal_dir(target)
     result = Rehearsal(outbox=target, bad_rows=list(program.skipped_rows))
-    occurrences = list(planner.year_schedule(program))
-    instants = sorted({o.due_at for o in occurrences})
-    total = sum(1 for o in occurrences if o.skip_reason is None)
+    year = list(planner.year_schedule(program))
+    # withdrawals are instants too: an invitation the pair holds is cancelled that day
+    withdrawals = {c.send_time(p.status_from) for c in program.cohorts for p in c.pairs
+                   if p.status == "withdrawn" and p.status_from is not None}
+    instants = sorted({o.due_at for o in year} | withdrawals)
+    total = sum(1 for o in year if o.skip_reason is None)
     renderer = Renderer(program.templates_dir)
     transport = Outbox(target)
     counts: Counter[tuple[date, str, str]] = Counter()
@@ -229,7 +379,7 @@ def rehearse(
     with tempfile.TemporaryDirectory(prefix="mentor-mailer-rehearsal-") as tmp, \
             Ledger.open(Path(tmp) / "ledger.sqlite3") as ledger:
         for now in instants:
-            report = execute(program, ledger, transport, now=now,
+            report = execute(program, ledger, transport, now=now, exclusive=True,
                              late_window=timedelta(days=settings.late_window_days), renderer=renderer)
             result.messages += report.sent
             result.skipped += report.skipped
@@ -263,10 +413,12 @@ def upcoming(settings: Settings, *, start: datetime | None = None, end: datetime
     start = start or datetime.now(UTC)
     end = end or start + timedelta(days=30)
     settled: set[str] = set()
+    changes: list[Occurrence] = []
     if settings.database_path.exists():
         with Ledger.open(settings.database_path) as ledger:
-            settled = ledger.settled_keys()
-    return planner.upcoming(planner.year_schedule(program), start=start, end=end, settled=settled)
+            settled = ledger.settled_keys(start)
+            changes = meetups.invite_changes(program.cohorts, ledger.sent_invites(), start)
+    return planner.upcoming([*changes, *planner.year_schedule(program)], start=start, end=end, settled=settled)
 
 
 def status(settings: Settings, *, cohorts: list[str] | None = None,
@@ -279,7 +431,7 @@ def status(settings: Settings, *, cohorts: list[str] | None = None,
     if settings.database_path.exists():
         with Ledger.open(settings.database_path) as ledger:
             rows = ledger.rows()
-            settled = ledger.settled_keys()
+            settled = ledger.settled_keys(now)
     nxt = planner.upcoming(planner.year_schedule(program), start=now, end=now + timedelta(days=3660),
                            settled=settled)
     return report_status(program, rows, upcoming=nxt)
@@ -299,11 +451,44 @@ def preview(settings: Settings, *, pair: str, step: str, cohort: str | None = No
     if len({o.cohort.id for o in matches}) > 1:
         raise InputError([f"pair '{pair}' is in several cohorts; add --cohort"])
     occ = matches[0]
-    rendered = Renderer(program.templates_dir).render(context(program, occ), occ.step.template)
+    rendered = Renderer(program.templates_dir).render(context(program, occ), template_name(occ))
     if fmt == "html":
         return rendered.html
     if fmt == "eml":
         domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
-        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now)
+        invite = meetups.build_invite(occ, now) if occ.has_invite else None
+        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now,
+                             ics=build_ics(invite) if invite else None)
         return data.decode("ascii").replace("\r\n", "\n")
     return f"Subject: {rendered.subject}\n\n{rendered.text}"
+
+
+def export_invites(settings: Settings, *, cohort: str, out: Path, now: datetime | None = None) -> list[Path]:
+    """Write each pair's current invitation as an .ics file: as last sent, or as it will next go out."""
+    now = now or datetime.now(UTC)
+    program = load(settings, [cohort])
+    sent: dict[str, meetups.SentInvite] = {}
+    changes: dict[tuple[str, str], Occurrence] = {}
+    if settings.database_path.exists():
+        with Ledger.open(settings.database_path) as ledger:
+            sent = {f"{i.pair}/{i.step}": i for i in ledger.sent_invites()}
+            changes = {(o.pair.id, o.step.key): o
+                       for o in meetups.invite_changes(program.cohorts, ledger.sent_invites(), now)}
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for occ in planner.year_schedule(program):
+        if not occ.has_invite:
+            continue
+        current = changes.get((occ.pair.id, occ.step.key))
+        held = sent.get(f"{occ.pair.id}/{occ.step.key}")
+        if current is None and held is not None:
+            method: Literal["REQUEST", "CANCEL"] = "CANCEL" if held.method == "CANCEL" else "REQUEST"
+            current = replace(occ, change=planner.InviteChange(method, held.sequence, "")) if held.sequence else occ
+        if current is None:
+            if occ.skip_reason is not None:
+                continue  # this pair will never be invited to this meetup
+            current = occ
+        path = out / f"{occ.pair.id}-{occ.step.conference.key}.ics"  # type: ignore[union-attr]
+        path.write_bytes(build_ics(meetups.build_invite(current, now)))
+        written.append(path)
+    return written

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     smtp_rate: float = Field(default=0.0, ge=0, description="messages per minute; 0 means no limit")
     smtp_max_attempts: int = Field(default=3, ge=1)
+    smtp_backoff: float = Field(default=5.0, ge=0, description="seconds before the 2nd attempt; doubles after")
+    smtp_retry_minutes: int = Field(
+        default=30, ge=1, description="a deferred message is tried again by runs this long after; doubles")
 
     @property
     def database_path(self) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -14,17 +15,38 @@ from mailer.errors import TransportError
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """How one message ended: `state` is a ledger state, `detail` the server's words or the file."""
+class Outgoing:
+    """One built message and its envelope."""
 
-    state: str
+    key: str
+    due_at: datetime
+    sender: str
+    recipients: list[str]
+    data: bytes  # wire form, CRLF line ends
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How one message ended: a ledger state, the recipients that took it, those that refused it
+    for good (with the server's reply), and the last reply or where the file went."""
+
+    state: str  # sent | deferred | failed | uncertain
+    delivered: tuple[str, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)
     detail: str | None = None
+    attempts: int = 1
 
 
 class Transport(Protocol):
-    """Takes built messages; each call returns how that one message ended."""
+    """Takes built messages; each call returns how that one message ended.
 
-    def send(self, key: str, due_at: datetime, sender: str, recipients: list[str], data: bytes) -> Delivery: ...
+    A transport raises TransportError only when it cannot go on at all (no server, bad TLS,
+    failed login); a problem with one message or recipient is a Delivery.
+    """
+
+    def send(self, out: Outgoing, before_body: Callable[[], None] | None = None) -> Delivery:
+        """Deliver `out`; call `before_body` just before the body goes out (the ledger's mark)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -49,8 +71,10 @@ class Outbox:
         except OSError as exc:
             raise TransportError(f"outbox {self.root}: cannot create it: {exc.strerror}") from None
 
-    def send(self, key: str, due_at: datetime, sender: str, recipients: list[str], data: bytes) -> Delivery:
-        name = maildir_name(key, due_at)
+    def send(self, out: Outgoing, before_body: Callable[[], None] | None = None) -> Delivery:
+        # no before_body: the file name is fixed per key, so an interrupted write is simply redone
+        name = maildir_name(out.key, out.due_at)
+        data = out.data
         tmp, final = self.root / "tmp" / name, self.root / "new" / name
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,8 +85,8 @@ class Outbox:
                 os.fsync(f.fileno())
             os.replace(tmp, final)
         except OSError as exc:
-            raise TransportError(f"outbox {self.root}: cannot write {name}: {exc.strerror}") from None
-        return Delivery("sent", f"new/{name}")
+            raise TransportError(f"outbox {self.root}: cannot write {name}: {exc.strerror}", deferred=True) from None
+        return Delivery("sent", tuple(out.recipients), detail=f"new/{name}")
 
     def close(self) -> None:
         pass

@@ -12,6 +12,8 @@ from mailer.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.smtpd"]
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "mailer"
-PURE = ["errors", "model", "program", "plan", "compose", "mime", "report"]
+PURE = ["errors", "model", "program", "plan", "compose", "mime", "report", "invite", "meetups"]
 SHELL = ["runner", "cli", "ledger", "transport", "smtp", "checks", "settings"]
 EFFECTS = {"smtplib", "sqlite3", "socket", "ssl", "fcntl", "subprocess", "apscheduler"}
 

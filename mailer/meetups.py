@@ -1,0 +1,129 @@
+"""Meetup invitations over time: what was sent, what changed since, and the invite for a message.
+
+Pure: the ledger's record of sent invitations comes in as values, `now` as an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from mailer.compose import fmt_day, fmt_time
+from mailer.invite import Invite, invite_uid
+from mailer.model import Cohort, Conference, Meetup, Pair
+from mailer.plan import InviteChange, Occurrence
+
+
+@dataclass(frozen=True, slots=True)
+class SentInvite:
+    """An invitation as the ledger remembers it: the last version the pair was sent."""
+
+    uid: str
+    cohort: str
+    pair: str
+    conference: str
+    step: str
+    sequence: int
+    method: str  # REQUEST or CANCEL
+    details: dict[str, Any]
+
+
+def details(meetup: Meetup) -> dict[str, Any]:
+    """What an update is about: day, time, length and place."""
+    return {"day": meetup.day.isoformat(), "start": meetup.start.strftime("%H:%M"),
+            "minutes": meetup.minutes, "place": meetup.place}
+
+
+def describe_change(old: dict[str, Any], new: Meetup) -> str:
+    """One line for the email: what changed since the invitation the pair holds."""
+    parts = []
+    was_day, was_start = old.get("day"), old.get("start")
+    if was_day != new.day.isoformat() or was_start != new.start.strftime("%H:%M"):
+        old_day = fmt_day(date.fromisoformat(str(was_day)))
+        old_time = fmt_time(time.fromisoformat(str(was_start)))
+        parts.append(f"moved from {old_day} at {old_time} to {fmt_day(new.day)} at {fmt_time(new.start)}")
+    if old.get("minutes") != new.minutes:
+        parts.append(f"now lasts {new.minutes} minutes instead of {old.get('minutes')}")
+    if old.get("place") != new.place:
+        parts.append(f"is now at {new.place}")
+    return "The meetup " + "; it ".join(parts) + "." if parts else "The meetup details were re-sent."
+
+
+def meetup_start(conf: Conference) -> datetime:
+    assert conf.meetup is not None
+    return datetime.combine(conf.meetup.day, conf.meetup.start, tzinfo=conf.timezone)
+
+
+def withdrawn_at(cohort: Cohort, pair: Pair, now: datetime) -> bool:
+    if pair.status != "withdrawn":
+        return False
+    return pair.status_from is None or pair.status_from <= now.astimezone(cohort.timezone).date()
+
+
+def invite_changes(cohorts: Iterable[Cohort], sent: Iterable[SentInvite], now: datetime) -> list[Occurrence]:
+    """Updates and cancellations owed to pairs that hold an invitation, as messages due `now`.
+
+    Only explicit changes count: a pair withdrawn in the roster, a conference marked cancelled, or
+    new meetup details. A pair or conference missing from the files (a bad row, an edit in progress)
+    changes nothing, and a meetup already begun is left alone.
+    """
+    by_id = {c.id: c for c in cohorts}
+    out: list[Occurrence] = []
+    for inv in sent:
+        cohort = by_id.get(inv.cohort)
+        if cohort is None:
+            continue
+        pair = cohort.pair(inv.pair)
+        step = cohort.step(inv.step)
+        if pair is None or step is None or step.conference is None or step.conference.meetup is None:
+            continue
+        conf, meetup = step.conference, step.conference.meetup
+        if meetup_start(conf) <= now:
+            continue
+        change: InviteChange | None = None
+        if inv.method == "REQUEST":
+            if conf.cancelled:
+                change = InviteChange("CANCEL", inv.sequence + 1, f"{conf.name} has been cancelled, and the "
+                                                                  "meetup with it.")
+            elif withdrawn_at(cohort, pair, now):
+                change = InviteChange("CANCEL", inv.sequence + 1, "Your pair has left the program, so this "
+                                                                  "meetup invitation is withdrawn.")
+            elif inv.details != details(meetup):
+                change = InviteChange("REQUEST", inv.sequence + 1, describe_change(inv.details, meetup))
+        elif not conf.cancelled and not withdrawn_at(cohort, pair, now) and pair.status == "active":
+            change = InviteChange("REQUEST", inv.sequence + 1, f"Good news: the meetup at {conf.name} is on again.")
+        if change is not None:
+            out.append(Occurrence(cohort, pair, step, None, now, None, change))
+    out.sort(key=lambda o: o.key)
+    return out
+
+
+def build_invite(occ: Occurrence, now: datetime) -> Invite:
+    """The calendar invitation a meetup message carries: REQUEST at SEQUENCE 0, or its change."""
+    conf = occ.step.conference
+    assert conf is not None and conf.meetup is not None
+    cohort, pair = occ.cohort, occ.pair
+    coord = cohort.coordinator
+    start = meetup_start(conf)
+    end = (start.astimezone(UTC) + timedelta(minutes=conf.meetup.minutes)).astimezone(conf.timezone)
+    change = occ.change
+    method = change.method if change else "REQUEST"
+    description = (f"Meetup of {pair.mentor.name} and {pair.mentee.name} at {conf.name}, {conf.city}, "
+                   f"arranged by the {cohort.name}. Reply to let {coord.name} know whether you can come.")
+    if change is not None:
+        description = f"{change.change}\n\n{description}"
+    return Invite(
+        uid=invite_uid(cohort.id, pair.id, conf.key, coord.ascii_email.rpartition("@")[2]),
+        sequence=change.sequence if change else 0,
+        method=method,
+        summary=f"Mentoring meetup: {pair.mentor.first_name} & {pair.mentee.first_name} at {conf.name}",
+        description=description,
+        location=f"{conf.meetup.place}, {conf.city}" if conf.city not in conf.meetup.place else conf.meetup.place,
+        start=start,
+        end=end,
+        organizer=(coord.name, coord.ascii_email),
+        attendees=tuple((p.name, p.ascii_email) for p in pair.people()),
+        dtstamp=now.astimezone(UTC),
+    )
