@@ -36,7 +36,9 @@ def display_path(path: Path, base: Path | None = None) -> str:
     """A path as the coordinator would type it: relative to the program folder when inside it."""
     if base is not None:
         try:
-            return str(path.resolve().relative_to(base.resolve()))
+            # absolute(), not resolve(): cohorts/program.toml may be a link, and the coordinator
+            # knows it by the name in their folder
+            return str(path.absolute().relative_to(base.absolute()))
         except ValueError:
             pass
     return str(path)
