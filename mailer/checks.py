@@ -10,6 +10,7 @@ from mailer.errors import InputError, Problem
 from mailer.invite import build_ics
 from mailer.meetups import build_invite
 from mailer.plan import InviteChange
+from mailer.model import Pair, Person
 from mailer.program import load_program
 from mailer.settings import Settings
 
@@ -49,7 +50,13 @@ def check_program(settings: Settings) -> CheckResult:
     result.pairs = sum(len(c.pairs) for c in program.cohorts)
     result.steps = sum(len(c.steps) for c in program.cohorts)
     seen: set[str] = {str(p) for p in result.problems}
-    for occ in planner.year_schedule(program):
+    # a cohort with no pairs yet (a new roster) is checked with a stand-in pair, so its templates are too
+    stand_in = Pair("example", Person("Alex Example", "alex@example.org", "alex@example.org", "mentor"),
+                    Person("Sam Example", "sam@example.org", "sam@example.org", "mentee"))
+    empty = [replace(c, pairs=(stand_in,)) for c in program.cohorts if not c.pairs]
+    occurrences = [*planner.year_schedule(program),
+                   *(o for c in empty for o in planner.pair_schedule(c, stand_in))]
+    for occ in occurrences:
         variants = [occ]
         if occ.has_invite:  # the update and the cancellation must render too, should they be needed
             variants += [replace(occ, change=InviteChange("REQUEST", 1, "The meetup moved.")),

@@ -99,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     p.set_defaults(func=cmd_invites)
 
+    p = command("serve", "Run as a daemon: send what is due on MENTOR_MAILER_SCHEDULE (default 09:00 daily).",
+                "MENTOR_MAILER_SCHEDULE='0 9 * * *' mentor-mailer serve")
+    p.set_defaults(func=cmd_serve)
+
+    p = command("report", "Write one self-contained HTML page: timeline per cohort, failures, next run's plan.",
+                "mentor-mailer report --out report.html")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.html")
+    p.set_defaults(func=cmd_report)
+
+    p = command("init", "Create a new program folder: an example cohort, an empty roster, program, templates.",
+                "mentor-mailer init my-program && cd my-program && mentor-mailer check")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.set_defaults(func=cmd_init)
+
     p = command("status", "Show, per cohort and step, what was sent, skipped or failed, and what is next.",
                 "mentor-mailer status --cohort 2019-2020")
     p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
@@ -187,9 +201,9 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.runner import run
 
-    with _progress(enabled=not args.quiet and not args.dry_run) as progress:
+    with _progress(enabled=not args.quiet and not args.dry_run) as progress, _graceful_stop() as stop:
         report = run(settings, now=args.now, dry_run=args.dry_run, catch_up=args.catch_up,
-                     limit=args.limit, cohorts=args.cohort, progress=progress)
+                     limit=args.limit, cohorts=args.cohort, progress=progress, stop=stop)
     if report.dry_run:
         for occ in report.planned:
             to = ", ".join(occ.pair.person(r).email for r in occ.recipients())
@@ -204,6 +218,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{state}: {key}: {reply}", file=sys.stderr)
     if report.aborted is not None:
         print(f"{PROG}: {report.aborted}", file=sys.stderr)
+    for problem in report.digest_errors:
+        print(f"{PROG}: {problem}", file=sys.stderr)
     if not args.quiet or report.exit_code:
         print(report.summary())
     return report.exit_code
@@ -234,6 +250,31 @@ def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+
+    from mailer.runner import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    return serve(settings)
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.runner import html_report
+
+    print(f"wrote {html_report(settings, args.out)}")
+    return EXIT_OK
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.runner import init
+
+    files = init(args.dir)
+    print(f"created {args.dir} ({len(files)} files). Next: edit cohorts/example/cohort.toml and roster.csv, "
+          f"copy .env.example to .env, then run: mentor-mailer -C {args.dir} check")
+    return EXIT_OK
+
+
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
@@ -255,7 +296,43 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             table.add_row(s.step, s.due, str(s.counts["sent"]), str(s.counts["skipped"]),
                           str(s.counts["failed"]), str(other))
         console.print(table)
+        if c.attention:
+            needs = Table("pair", "step", "state", "detail", title=f"{c.cohort}: needs attention")
+            for a in c.attention:
+                needs.add_row(str(a["pair"]), str(a["step"]), str(a["state"]), str(a["detail"]))
+            console.print(needs)
+        if c.coming:
+            soon = Table("date", "step", "messages", title=f"{c.cohort}: due in the next 30 days")
+            for d in c.coming:
+                soon.add_row(str(d["date"]), str(d["step"]), str(d["messages"]))
+            console.print(soon)
     return EXIT_OK
+
+
+class _graceful_stop:
+    """SIGTERM (and a first Ctrl-C) let the message in flight finish; the run then stops and reports."""
+
+    def __enter__(self) -> Any:
+        import signal
+        import threading
+
+        self.flag = threading.Event()
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self.flag.is_set
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        import signal
+
+        if self.flag.is_set():  # a second signal: stop now
+            signal.signal(signum, self.previous[signal.Signals(signum)])
+            raise KeyboardInterrupt
+        self.flag.set()
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 class _progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mailer.ledger import FAILED, SENT, SKIPPED, Row
 from mailer.model import Program
@@ -27,12 +27,25 @@ class CohortStatus:
     pairs: int
     steps: list[StepStatus]
     next_step: str | None  # "readings on 2019-10-01", or None when the year is done
+    attention: list[dict[str, object]] = field(default_factory=list)  # failed, deferred, uncertain, refused
+    coming: list[dict[str, object]] = field(default_factory=list)  # next 30 days: date, step, messages
 
 
-def status(program: Program, rows: Iterable[Row], *, upcoming: list[Occurrence]) -> list[CohortStatus]:
-    """Per cohort and step: how many messages were sent, skipped, failed; and the next step due."""
+def status(program: Program, rows: Iterable[Row], *, upcoming: list[Occurrence],
+           now: datetime | None = None) -> list[CohortStatus]:
+    """Per cohort and step: how many messages were sent, skipped, failed; what needs the coordinator's
+    attention (failures with the server's reply, uncertain messages, refused recipients); the next step
+    and, from `now`, what is due in the next 30 days."""
+    rows = list(rows)
     counts: dict[tuple[str, str], dict[str, int]] = {}
+    attention: dict[str, list[dict[str, object]]] = {}
     for r in rows:
+        if r.state in ("failed", "deferred", "uncertain"):
+            attention.setdefault(r.cohort, []).append(
+                {"pair": r.pair, "step": r.key.split("/", 2)[2], "state": r.state, "detail": r.reason or ""})
+        for rcpt, reply in r.refused.items():
+            attention.setdefault(r.cohort, []).append(
+                {"pair": r.pair, "step": r.key.split("/", 2)[2], "state": "refused", "detail": f"{rcpt}: {reply}"})
         c = counts.setdefault((r.cohort, r.step), {})
         c[r.state] = c.get(r.state, 0) + 1
     out = []
@@ -46,7 +59,15 @@ def status(program: Program, rows: Iterable[Row], *, upcoming: list[Occurrence])
         nxt = next((o for o in upcoming if o.cohort.id == cohort.id), None)
         next_step = (f"{nxt.step.key} on {nxt.due_at.astimezone(cohort.timezone).date().isoformat()}"
                      if nxt else None)
-        out.append(CohortStatus(cohort.id, cohort.name, len(cohort.pairs), steps, next_step))
+        coming: dict[tuple[str, str], int] = {}
+        if now is not None:
+            for o in upcoming:
+                if o.cohort.id == cohort.id and o.due_at < now + timedelta(days=30):
+                    day = o.due_at.astimezone(cohort.timezone).date().isoformat()
+                    coming[(day, o.step.key)] = coming.get((day, o.step.key), 0) + 1
+        out.append(CohortStatus(cohort.id, cohort.name, len(cohort.pairs), steps, next_step,
+                                attention.get(cohort.id, []),
+                                [{"date": d, "step": s, "messages": n} for (d, s), n in sorted(coming.items())]))
     return out
 
 

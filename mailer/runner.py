@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +63,8 @@ class RunReport:
     planned_skips: list[Occurrence] = field(default_factory=list)
     pairs_sent: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (cohort, step) -> pairs
     invites: Counter[str] = field(default_factory=Counter)  # REQUEST, UPDATE, CANCEL sent
+    digests: int = 0
+    digest_errors: list[str] = field(default_factory=list)
 
     def count(self, occ: Occurrence, state: str) -> None:
         self.by_step[(occ.cohort.id, step_label(occ), state)] += 1
@@ -173,11 +176,57 @@ def run(
         if transport is None:
             transport = open_transport(settings)
         try:
-            return execute(program, ledger, transport, now=now, late_window=window, limit=limit,
-                           progress=progress, retry_after=timedelta(minutes=settings.smtp_retry_minutes),
-                           stop=stop, exclusive=True)
+            report = execute(program, ledger, transport, now=now, late_window=window, limit=limit,
+                             progress=progress, retry_after=timedelta(minutes=settings.smtp_retry_minutes),
+                             stop=stop, exclusive=True)
+            if settings.digest:
+                send_digests(program, ledger, transport, report)
+            return report
         finally:
             transport.close()
+
+
+def send_digests(program: Program, ledger: Ledger, transport: Transport, report: RunReport) -> None:
+    """One digest per coordinator whose cohorts the run touched; a failure to send it is reported,
+    never fatal (the messages themselves are already recorded)."""
+    from mailer import digest, mime
+    from mailer.compose import header_safe
+    from mailer.ledger import UNCERTAIN as UNCERTAIN_STATE
+
+    facts = digest.RunFacts(now=report.now, summary=report.summary(), by_step=dict(report.by_step),
+                            failures=report.failures, bad_rows=report.bad_rows)
+    if not digest.needed(facts):
+        return
+    touched = {c for c, _, _ in report.by_step} | {k.split("/")[0] for k, _, _ in report.failures}
+    by_coordinator: dict[str, list[str]] = {}
+    for cohort in program.cohorts:
+        if cohort.id in touched:
+            by_coordinator.setdefault(cohort.coordinator.ascii_email, []).append(cohort.id)
+    settled = ledger.settled_keys(report.now)
+    upcoming_30 = planner.upcoming(occurrences(program, ledger, report.now), start=report.now,
+                                   end=report.now + timedelta(days=30), settled=settled)
+    uncertain = [r for r in ledger.rows() if r.state == UNCERTAIN_STATE]
+    for address, cohort_ids in sorted(by_coordinator.items()):
+        name = next(c.coordinator.name for c in program.cohorts if c.id == cohort_ids[0])
+        rendered = digest.build(program, facts, cohorts=cohort_ids, uncertain=uncertain, upcoming=upcoming_30)
+        key = f"digest/{report.now.isoformat()}/{address}"
+        mid = message_id(ledger.secret, key, address.rpartition("@")[2])
+        headers = [("From", mime.address(header_safe(name), address)), ("To", mime.address(header_safe(name), address)),
+                   ("Subject", mime.unstructured("Subject", header_safe(rendered.subject))),
+                   ("Date", format_datetime(report.now)), ("Message-ID", mid),
+                   ("Auto-Submitted", "auto-generated"), ("X-Mentor-Mailer-Key", key)]
+        body = mime.multipart("alternative", "=_mm_digest", [mime.text("plain", rendered.text),
+                                                              mime.text("html", rendered.html)])
+        try:
+            result = transport.send(Outgoing(key.replace(":", "-"), report.now, address, [address],
+                                             mime.message(headers, body)))
+        except TransportError as exc:
+            report.digest_errors.append(f"digest to {address}: {exc}")
+            continue
+        if result.state != SENT:
+            report.digest_errors.append(f"digest to {address}: {result.state}: {result.detail}")
+        else:
+            report.digests += 1
 
 
 def open_transport(settings: Settings) -> Transport:
@@ -434,7 +483,7 @@ def status(settings: Settings, *, cohorts: list[str] | None = None,
             settled = ledger.settled_keys(now)
     nxt = planner.upcoming(planner.year_schedule(program), start=now, end=now + timedelta(days=3660),
                            settled=settled)
-    return report_status(program, rows, upcoming=nxt)
+    return report_status(program, rows, upcoming=nxt, now=now)
 
 
 def preview(settings: Settings, *, pair: str, step: str, cohort: str | None = None,
@@ -492,3 +541,48 @@ def export_invites(settings: Settings, *, cohort: str, out: Path, now: datetime 
         path.write_bytes(build_ics(meetups.build_invite(current, now)))
         written.append(path)
     return written
+
+
+def init(target: Path, *, today: date | None = None) -> list[Path]:
+    """A new program folder whose example year starts next month."""
+    from mailer.scaffold import init_program
+
+    return init_program(target, today=today or datetime.now(UTC).date())
+
+
+def serve(settings: Settings) -> int:
+    """The scheduler daemon: validates the program, then runs on MENTOR_MAILER_SCHEDULE until a signal."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from mailer.daemon import Daemon
+    from mailer.errors import ConfigError
+
+    program = load(settings)
+    if settings.timezone:
+        try:
+            zone = ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"MENTOR_MAILER_TIMEZONE '{settings.timezone}' is not an IANA time zone") from None
+    else:
+        zone = program.cohorts[0].timezone if program.cohorts else ZoneInfo("UTC")
+    return Daemon(settings).serve(settings.schedule, zone)
+
+
+def html_report(settings: Settings, out: Path, *, now: datetime | None = None) -> Path:
+    """The coordinator's report page: timeline per cohort, failures, the next run's plan."""
+    from mailer.htmlreport import render_report
+
+    now = now or datetime.now(UTC)
+    program = load(settings)
+    rows: list[Row] = []
+    nxt: list[Occurrence] = []
+    if settings.database_path.exists():
+        with Ledger.open(settings.database_path) as ledger:
+            rows = ledger.rows()
+            nxt = planner.upcoming(occurrences(program, ledger, now), start=now, end=now + timedelta(days=31),
+                                   settled=ledger.settled_keys(now))
+    else:
+        nxt = planner.upcoming(planner.year_schedule(program), start=now, end=now + timedelta(days=31))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_report(program, rows, nxt, now=now), encoding="utf-8")
+    return out

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     late_window_days: int = Field(
         default=14, ge=0, description="a step later than this is recorded as skipped, not sent")
 
+    digest: bool = Field(default=True, description="email the coordinator a digest after a run that did something")
+    schedule: str = Field(default="0 9 * * *", description="serve: when to run, in crontab syntax")
+    timezone: str | None = Field(
+        default=None, description="serve: the schedule's time zone; default the first cohort's")
+
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"

@@ -37,9 +37,9 @@ def program_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(program_dir: Path, tmp_path: Path) -> Settings:
-    """Settings for the copied sample: outbox transport, ledger and outbox in tmp_path."""
+    """Settings for the copied sample: outbox transport, ledger and outbox in tmp_path, no digest."""
     return Settings(program_dir=program_dir, database=tmp_path / "ledger.sqlite3",
-                    outbox_dir=tmp_path / "outbox", _env_file=None)  # type: ignore[call-arg]
+                    outbox_dir=tmp_path / "outbox", digest=False, _env_file=None)  # type: ignore[call-arg]
 
 
 def utc(*args: int) -> datetime:

@@ -43,7 +43,7 @@ def env_for(s: Settings, server: SmtpServer, **extra: str) -> dict[str, str]:
         "MENTOR_MAILER_PROGRAM_DIR": str(s.program_dir), "MENTOR_MAILER_DATABASE": str(s.database_path),
         "MENTOR_MAILER_TRANSPORT": "smtp", "MENTOR_MAILER_SMTP_HOST": server.host,
         "MENTOR_MAILER_SMTP_PORT": str(server.port), "MENTOR_MAILER_SMTP_SECURITY": "none",
-        "MENTOR_MAILER_SMTP_TIMEOUT": "10", "MENTOR_MAILER_SMTP_BACKOFF": "0.01",
+        "MENTOR_MAILER_SMTP_TIMEOUT": "10", "MENTOR_MAILER_SMTP_BACKOFF": "0.01", "MENTOR_MAILER_DIGEST": "false",
     } | extra)
     return env
 

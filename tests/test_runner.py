@@ -55,7 +55,7 @@ def daily_year(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list
     shutil.copytree(REPO / "cohorts", root / "program/cohorts")
     shutil.copytree(REPO / "templates", root / "program/templates")
     s = Settings(program_dir=root / "program", database=root / "ledger.sqlite3",
-                 outbox_dir=root / "outbox", _env_file=None)  # type: ignore[call-arg]
+                 outbox_dir=root / "outbox", digest=False, _env_file=None)  # type: ignore[call-arg]
     reports = [runner.run(s, now=now) for now in YEAR]
     return s, reports
 

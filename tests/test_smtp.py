@@ -27,7 +27,7 @@ def smtp_settings(base: Settings, server: SmtpServer, **extra: object) -> Settin
     values: dict[str, object] = {
         "program_dir": base.program_dir, "database": base.database, "transport": "smtp",
         "smtp_host": server.host, "smtp_port": server.port, "smtp_security": "none",
-        "smtp_timeout": 1.0, "smtp_max_attempts": 3, "smtp_backoff": 0.01, "_env_file": None,
+        "smtp_timeout": 1.0, "smtp_max_attempts": 3, "smtp_backoff": 0.01, "digest": False, "_env_file": None,
     } | extra
     return Settings(**values)  # type: ignore[arg-type]
 

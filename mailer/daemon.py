@@ -1,0 +1,112 @@
+"""`serve`: the scheduler daemon. APScheduler fires the same run as cron mode; signals end it cleanly.
+
+One run at a time (`max_instances=1`), missed fires coalesced into one, and a misfire grace of hours,
+so a machine that slept through 09:00 runs once when it wakes. SIGTERM or SIGINT lets the message in
+flight finish, releases the lock and exits 0.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from mailer.errors import LockBusy, MailerError
+from mailer.settings import Settings
+
+log = logging.getLogger("mentor_mailer")
+MISFIRE_GRACE = 6 * 3600  # seconds: a daemon suspended overnight still runs when it wakes
+
+
+class Daemon:
+    """Holds the schedule, the stop flag and the one job; `job` is what every fire calls."""
+
+    def __init__(self, settings: Settings, *, runner: Callable[..., Any] | None = None) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.busy = threading.Lock()  # held while a run is in progress
+        self.runs = 0
+        self._runner = runner
+
+    def job(self, now: datetime | None = None) -> Any:
+        """One scheduled run: the cron-mode run, logged in one line; never raises into the scheduler."""
+        from mailer import runner
+
+        run = self._runner or runner.run
+        with self.busy:
+            if self.stopping.is_set():
+                return None
+            stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+            try:
+                report = run(self.settings, now=now, stop=self.stopping.is_set)
+            except LockBusy as exc:
+                log.warning("%s run skipped: %s", stamp, exc)
+                return None
+            except MailerError as exc:
+                log.error("%s run failed: %s", stamp, str(exc).replace("\n", "; "))
+                return None
+            self.runs += 1
+            level = logging.INFO if report.exit_code == 0 else logging.WARNING
+            log.log(level, "%s run: %s", stamp, report.summary())
+            return report
+
+    def stop(self, signum: int, _frame: FrameType | None = None) -> None:
+        log.info("signal %s: finishing the message in flight, then stopping", signal.Signals(signum).name)
+        self.stopping.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+
+    scheduler: Any = None
+
+    def serve(self, schedule: str, timezone: ZoneInfo) -> int:
+        """Run until a signal; return the exit code."""
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        from mailer.schedule import cron_trigger
+
+        trigger = cron_trigger(schedule, timezone)
+        with _serve_lock(self.settings.database_path):
+            self.scheduler = BlockingScheduler(timezone=timezone,
+                                               executors={"default": {"type": "threadpool", "max_workers": 1}})
+            self.scheduler.add_job(self.job, trigger, id="run", coalesce=True, max_instances=1,
+                                   misfire_grace_time=MISFIRE_GRACE)
+            previous = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+            try:
+                log.info("serving: schedule '%s' (%s); next run %s", schedule, timezone.key,
+                         self.scheduler.get_job("run").trigger.get_next_fire_time(None, datetime.now(timezone)))
+                self.scheduler.start()  # blocks until stop() shuts it down
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+            with self.busy:  # the run in flight has finished its message and released the run lock
+                pass
+        log.info("stopped after %d run(s)", self.runs)
+        return 0
+
+
+class _serve_lock:
+    """One daemon per ledger: a second `serve` says so and exits 75."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".serve.lock")
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise LockBusy(f"another mentor-mailer serve holds {self.path}") from None
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)

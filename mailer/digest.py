@@ -1,0 +1,93 @@
+"""The coordinator's digest after a run: what went out, what failed and why, what is coming. Pure."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailer.compose import Rendered
+from mailer.errors import Problem
+from mailer.ledger import Row
+from mailer.model import Program
+from mailer.plan import Occurrence
+
+STATES = ("sent", "skipped", "deferred", "failed", "uncertain")
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the digest needs of a run, without the runner's types."""
+
+    now: datetime
+    summary: str
+    by_step: dict[tuple[str, str, str], int]  # (cohort, step, state) -> count
+    failures: Sequence[tuple[str, str, str]]  # (key, state, reply)
+    bad_rows: Sequence[Problem]
+
+
+def needed(facts: RunFacts) -> bool:
+    """A run that sent, deferred or failed anything gets a digest; one that did nothing does not."""
+    return any(n for (_, _, state), n in facts.by_step.items() if state != "skipped") or bool(facts.failures)
+
+
+def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertain: Sequence[Row],
+          upcoming: Sequence[Occurrence]) -> Rendered:
+    """The digest for the coordinator of `cohorts`, as subject, text and HTML."""
+    cohort_set = set(cohorts)
+    sections: list[tuple[str, list[str]]] = []
+
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for (cohort, step, state), n in sorted(facts.by_step.items()):
+        if cohort in cohort_set:
+            counts[cohort][step][state] = n
+    lines = []
+    for cohort in cohorts:
+        for step, by_state in counts.get(cohort, {}).items():
+            parts = ", ".join(f"{by_state[s]} {s}" for s in STATES if by_state.get(s))
+            lines.append(f"{cohort} / {step}: {parts}")
+    sections.append(("This run", lines or ["Nothing was sent."]))
+
+    lines = []
+    for key, state, reply in facts.failures:
+        cohort, pair = key.split("/")[:2]
+        if cohort in cohort_set:
+            step = "/".join(key.split("/")[2:])
+            lines.append(f"{cohort} pair {pair}, {step}: {state}: {reply}")
+    sections.append(("Failures", lines or ["None."]))
+
+    lines = [f"{r.cohort} pair {r.pair}, {r.step}: Message-ID {r.message_id}; {r.reason or 'no reply'}"
+             for r in uncertain if r.cohort in cohort_set]
+    sections.append(("Uncertain (the server may have them; resent once with the same Message-ID)",
+                     lines or ["None."]))
+
+    lines = [str(p) for p in facts.bad_rows
+             if any(f"cohorts/{c}/" in p.file for c in cohort_set) and (p.field or "").endswith("_email")]
+    lines += [f"{key.split('/')[0]} pair {key.split('/')[1]}: {reply}" for key, state, reply in facts.failures
+              if state == "refused" and key.split("/")[0] in cohort_set]
+    sections.append(("Pairs with a bad address", lines or ["None."]))
+
+    coming: dict[tuple[str, str, str], int] = defaultdict(int)
+    for o in upcoming:
+        if o.cohort.id in cohort_set:
+            coming[(o.due_at.astimezone(o.cohort.timezone).date().isoformat(), o.cohort.id, o.step.key)] += 1
+    lines = [f"{day}  {cohort} / {step}: {n} message(s)" for (day, cohort, step), n in sorted(coming.items())]
+    sections.append(("Due in the next 30 days", lines or ["Nothing."]))
+
+    stamp = facts.now.isoformat(timespec="minutes")
+    subject = f"mentor-mailer digest {facts.now.date().isoformat()}: {facts.summary}"
+    text = f"mentor-mailer ran at {stamp}: {facts.summary}\n"
+    for title, body in sections:
+        text += f"\n{title}\n{'-' * len(title)}\n" + "\n".join(f"  {line}" for line in body) + "\n"
+    esc = html.escape
+    page = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(subject)}</title>"
+            "</head><body style=\"font-family:sans-serif;max-width:760px\">",
+            f"<p>mentor-mailer ran at {esc(stamp)}: <strong>{esc(facts.summary)}</strong></p>"]
+    for title, body in sections:
+        page.append(f"<h2 style=\"font-size:1.05em\">{esc(title)}</h2><ul>")
+        page += [f"<li>{esc(line)}</li>" for line in body]
+        page.append("</ul>")
+    page.append("</body></html>\n")
+    return Rendered(subject, text, "".join(page))
