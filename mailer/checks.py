@@ -9,8 +9,8 @@ from mailer.compose import Renderer, context, template_name, template_problem
 from mailer.errors import InputError, Problem
 from mailer.invite import build_ics
 from mailer.meetups import build_invite
-from mailer.plan import InviteChange
 from mailer.model import Pair, Person
+from mailer.plan import InviteChange
 from mailer.program import load_program
 from mailer.settings import Settings
 

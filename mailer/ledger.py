@@ -300,6 +300,26 @@ class Ledger:
                            details=json.loads(r["details"]))
                 for r in self.conn.execute("SELECT * FROM invites ORDER BY uid")]
 
+    def get_meta(self, name: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, name: str, value: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                         (name, json.dumps(value)))
+
+    def next_retry(self) -> datetime | None:
+        """The earliest time a deferred message may be tried again."""
+        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM messages WHERE state = ?", (DEFERRED,)).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def has_unfinished(self) -> bool:
+        """A `sending` row left by a crash, or an uncertain message still owed its one resend."""
+        row = self.conn.execute("SELECT 1 FROM messages WHERE state = ? OR (state = ? AND resends = 0) LIMIT 1",
+                                (SENDING, UNCERTAIN)).fetchone()
+        return row is not None
+
     def start_run(self, now: datetime) -> int:
         with self.transaction() as conn:
             cur = conn.execute("INSERT INTO runs (started_at) VALUES (?)", (_iso(now),))

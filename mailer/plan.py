@@ -64,6 +64,7 @@ class Plan:
 
     send: list[Occurrence] = field(default_factory=list)
     skip: list[Occurrence] = field(default_factory=list)
+    next_due: datetime | None = None  # the earliest unsettled message after `now`: when a run next has work
 
 
 def _away_spans(cohort: Cohort, pair: Pair) -> list[tuple[date, date | None, str]]:
@@ -151,7 +152,11 @@ def due(
         raise ValueError("now must be an aware datetime")
     plan = Plan()
     for occ in occurrences:
-        if occ.due_at > now or occ.key in settled:
+        if occ.due_at > now:
+            if (plan.next_due is None or occ.due_at < plan.next_due) and occ.key not in settled:
+                plan.next_due = occ.due_at
+            continue
+        if occ.key in settled:
             continue
         if occ.skip_reason is not None:
             plan.skip.append(occ)

@@ -65,6 +65,9 @@ class RunReport:
     invites: Counter[str] = field(default_factory=Counter)  # REQUEST, UPDATE, CANCEL sent
     digests: int = 0
     digest_errors: list[str] = field(default_factory=list)
+    idle: bool = False  # nothing was due: the run stopped at the fast path
+    next_due: datetime | None = None  # the next time a message of the year falls due
+    pending: bool = False  # something due now was left (a limit, a signal, a retry): no idle fast path
 
     def count(self, occ: Occurrence, state: str) -> None:
         self.by_step[(occ.cohort.id, step_label(occ), state)] += 1
@@ -158,6 +161,11 @@ def run(
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise InputError(["--now must carry a time zone offset, e.g. 2020-01-15T14:00:00Z"])
+    plain = not (dry_run or catch_up or cohorts or limit is not None)
+    if plain and settings.database_path.exists():
+        idle = _idle_until(settings, now)
+        if idle is not None:
+            return idle
     program = load(settings, cohorts)
     window = None if catch_up else timedelta(days=settings.late_window_days)
     if dry_run:
@@ -181,9 +189,55 @@ def run(
                              stop=stop, exclusive=True)
             if settings.digest:
                 send_digests(program, ledger, transport, report)
+            if plain:
+                _remember_wake(settings, program, ledger, report)
             return report
         finally:
             transport.close()
+
+
+def _inputs_fingerprint(settings: Settings) -> str:
+    """What a plan depends on besides the clock and the ledger: the program's files (by name, size
+    and mtime), the settings that shape the plan, and this version of the code."""
+    import hashlib
+
+    from mailer import __version__
+
+    h = hashlib.sha256(f"{__version__}|{settings.late_window_days}".encode())
+    for base in (settings.program_dir / "cohorts", settings.program_dir / "templates"):
+        for folder, dirs, files in os.walk(base, followlinks=True):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                st = os.stat(path)
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _idle_until(settings: Settings, now: datetime) -> RunReport | None:
+    """The fast path of a cron run with nothing to do: unchanged files, and `now` before the next
+    time anything is due. It reads a few stat()s and one ledger row; it never loads the year."""
+    with run_lock(settings.database_path), Ledger.open(settings.database_path) as ledger:
+        wake = ledger.get_meta("wake")
+        if not wake or wake.get("fingerprint") != _inputs_fingerprint(settings) or ledger.has_unfinished():
+            return None
+        if wake.get("next") is not None and now >= datetime.fromisoformat(wake["next"]):
+            return None
+    return RunReport(now=now, idle=True)
+
+
+def _remember_wake(settings: Settings, program: Program, ledger: Ledger, report: RunReport) -> None:
+    """After a complete run: when the next run will have work, unless the files change first."""
+    if report.bad_rows or report.stopped or report.aborted or report.contended or report.pending:
+        ledger.set_meta("wake", None)  # the next run does the full work
+        return
+    candidates = [t for t in (report.next_due, ledger.next_retry()) if t is not None]
+    # a withdrawal date cancels the invitation the pair holds: the run must wake for it
+    candidates += [c.send_time(p.status_from) for c in program.cohorts for p in c.pairs
+                   if p.status == "withdrawn" and p.status_from and c.send_time(p.status_from) > report.now]
+    wake = min(candidates) if candidates else None
+    ledger.set_meta("wake", {"fingerprint": _inputs_fingerprint(settings),
+                             "next": wake.isoformat() if wake else None})
 
 
 def send_digests(program: Program, ledger: Ledger, transport: Transport, report: RunReport) -> None:
@@ -297,6 +351,8 @@ def _execute(program: Program, ledger: Ledger, transport: Transport, report: Run
                        late_window=late_window, retrying=ledger.retrying_keys())
     renderer = renderer or Renderer(program.templates_dir)
     send = todo.send[:limit] if limit is not None else todo.send
+    report.next_due = todo.next_due
+    report.pending = len(send) < len(todo.send)
     preflight(program, renderer, send)
     run_id = ledger.start_run(now)
     for occ in todo.skip:

@@ -187,3 +187,33 @@ def test_ledger_and_outbox_are_owner_only(settings: Settings) -> None:
     assert lock.stat().st_mode & 0o777 == 0o600
     for f in (settings.outbox_path / "new").iterdir():
         assert f.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_run_with_nothing_due_takes_the_fast_path(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+
+    def no_loading(*_a: object, **_k: object) -> None:
+        raise AssertionError("the year was loaded")
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "load", no_loading)
+        idle = runner.run(settings, now=datetime(2019, 8, 20, 15, tzinfo=UTC))
+    assert idle.idle and idle.sent == 0 and idle.exit_code == 0
+    # the next step's day is not idle
+    assert runner.run(settings, now=datetime(2019, 9, 1, 15, tzinfo=UTC)).sent == 11
+
+
+def test_an_edited_roster_ends_the_fast_path(settings: Settings) -> None:
+    runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+    roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
+    with roster.open("a", encoding="utf-8") as f:
+        f.write("p13,Ann New,ann.new@example.org,Bo New,bo.new@example.org,,active,,,,,\n")
+    report = runner.run(settings, now=datetime(2019, 8, 2, 15, tzinfo=UTC))
+    assert not report.idle and report.sent == 1  # the new pair's welcome, within the window
+
+
+def test_a_withdrawal_date_wakes_the_run_for_its_cancellation(settings: Settings) -> None:
+    runner.run(settings, now=datetime(2020, 5, 21, 17, tzinfo=UTC), catch_up=True)
+    runner.run(settings, now=datetime(2020, 5, 22, 17, tzinfo=UTC))  # records the wake time
+    report = runner.run(settings, now=datetime(2020, 6, 8, 17, tzinfo=UTC))
+    assert not report.idle and report.invites["CANCEL"] == 1
