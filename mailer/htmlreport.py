@@ -38,7 +38,7 @@ CSS = """
 --deferred:#7a4f00;--deferred-bg:#fff0c7;--uncertain:#5d36a3;--uncertain-bg:#efe7fb;
 --upcoming:#17569b;--upcoming-bg:#e4eefa;--other:#56606b;--other-bg:#f4f5f7}
 *{box-sizing:border-box}
-body{margin:0 auto;max-width:1440px;padding:1.25rem 1.5rem 3rem;color:var(--ink);background:#fff;
+body{margin:0 auto;max-width:1440px;padding:1.25rem 1rem 3rem;color:var(--ink);background:#fff;
 font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Liberation Sans","DejaVu Sans",sans-serif}
 h1{font-size:1.6rem;margin:0 0 .2rem}h2{font-size:1.3rem;margin:2rem 0 .4rem;padding-top:.4rem;
 border-top:2px solid var(--ink)}
@@ -47,20 +47,24 @@ nav ul,.legend{display:flex;flex-wrap:wrap;gap:.35rem 1.2rem;list-style:none;pad
 a{color:#17569b}
 .legend li{display:flex;align-items:center;gap:.4rem;font-size:.9rem;color:var(--muted)}
 .scroll{overflow-x:auto}
+caption{text-align:left}
 table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border:1px solid var(--line);padding:.3rem .4rem;text-align:left;vertical-align:top}
 thead th{background:#f4f5f7;font-weight:600;white-space:nowrap}
 .timeline{table-layout:fixed;min-width:1100px}
-.timeline col.step{width:13rem}
-th[scope=row] .key{display:block;font-weight:600}
+.timeline col.step{width:10rem}
+.timeline td{padding:.25rem}
+th[scope=row] .key{display:block;font-weight:600;overflow-wrap:anywhere}
 th[scope=row] .desc{display:block;font-weight:400;color:var(--muted);font-size:.8rem;line-height:1.3}
 .now{background:#fafbe6}
 thead th.now{background:#f0f1c4}thead th small{display:block;font-weight:400;line-height:1}
-.cell{border-left:4px solid var(--c);background:var(--bg)}
+.cell{border-left:3px solid var(--c);background:var(--bg)}
 .cell time{display:block;font-size:.78rem;color:var(--muted)}
 .badge,.n{display:inline-block;padding:0 .3rem;border-radius:3px;color:var(--c);background:var(--bg);
 border:1px solid var(--c);font-weight:600;white-space:nowrap;line-height:1.5}
-.n{display:block;width:max-content;max-width:100%;margin:.12rem 0;font-size:.8rem;background:#fff;white-space:normal}
+.n{display:block;width:max-content;max-width:100%;margin:.12rem 0;padding:0 .15rem;font-size:.72rem;background:#fff;
+white-space:normal;font-weight:400}
+.n strong{font-weight:700}
 .extra{display:block;font-size:.78rem;color:var(--muted)}
 .cell.future,.cell.none{color:var(--muted);font-size:.8rem;border-left-style:dashed}
 .s-sent{--c:var(--sent);--bg:var(--sent-bg)}.s-skipped{--c:var(--skipped);--bg:var(--skipped-bg)}
@@ -76,7 +80,7 @@ tfoot .n{display:inline-block;margin:.1rem .3rem .1rem 0}
 @media print{
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 @page{size:A4 landscape;margin:10mm}
-body{max-width:none;padding:0;font-size:9pt}nav{display:none}
+html{font-size:10.5px}body{max-width:none;padding:0;font-size:10px}nav{display:none}thead th{white-space:normal}
 .scroll{overflow:visible}.timeline{min-width:0}h2{break-after:avoid}
 tr,.legend{break-inside:avoid}thead{display:table-header-group}a{color:inherit;text-decoration:none}
 }
@@ -110,7 +114,7 @@ def render_report(program: Program, rows: Sequence[Row], upcoming: Sequence[Occu
 
 
 def _cohort(cohort: Cohort, rows: Sequence[Row], upcoming: Sequence[Occurrence], now: datetime) -> str:
-    months = _months(cohort.start, cohort.end)
+    months = _months(cohort.start, cohort.end) or [(cohort.start.year, cohort.start.month)]
     today = now.astimezone(cohort.timezone).date()
     current = (today.year, today.month)
     mine = [r for r in rows if r.cohort == cohort.id]
@@ -137,7 +141,7 @@ def _cohort(cohort: Cohort, rows: Sequence[Row], upcoming: Sequence[Occurrence],
         f"{len(cohort.steps)} steps · {cohort.start.isoformat()} to {cohort.end.isoformat()} · "
         f"times in {_e(str(cohort.timezone))}</p>\n"
         f'<div class="scroll" role="region" aria-label="Timeline of {_e(cohort.name)}" tabindex="0">\n'
-        f'<table class="timeline"><caption class="facts" style="text-align:left">Timeline: each step in the '
+        f'<table class="timeline"><caption class="facts">Timeline: each step in the '
         f"month it is due, with its messages counted by state</caption>\n"
         f'<colgroup><col class="step">{"<col>" * len(months)}</colgroup>\n'
         f'<thead><tr><th scope="col">Step</th>{head}</tr></thead>\n<tbody>\n{"".join(body)}</tbody>\n'
@@ -181,7 +185,7 @@ def _failures(program: Program, trouble: Sequence[Row]) -> str:
         refused = "".join(f"<li>{_e(rcpt)}: {_e(reply)}</li>" for rcpt, reply in sorted(r.refused.items()))
         reply = (_e(r.reason) if r.reason else "") + (f"<ul>{refused}</ul>" if refused else "")
         out.append(f"<tr><td>{_e(r.cohort)}</td><td>{_pair(program, r.cohort, r.pair)}</td>"
-                   f"<td>{_e(_row_step(r))}</td><td>{r.due_at[:10]}</td>"
+                   f"<td>{_e(_row_step(r))}</td><td>{_e(r.due_at[:10])}</td>"
                    f'<td>{_badge(r.state if r.state in STATES else "other", r.state)}'
                    f'{" " + _badge(FAILED, "refused") if r.refused else ""}</td>'
                    f'<td class="reply">{reply}</td><td>{r.attempts}</td></tr>\n')
@@ -223,12 +227,15 @@ def _states(counts: Counter[str]) -> list[str]:
 
 
 def _count(state: str, n: int) -> str:
-    return _badge(state if state in (*STATES, "upcoming") else "other", f"{state}: {n}", block=True)
+    """A count in a cell or the totals: the state in words, then the number, outlined in the state's colour."""
+    css = state if state in (*STATES, "upcoming") else "other"
+    return f'<span class="n s-{css}">{_e(state)}: <strong>{n}</strong></span>'
 
 
-def _badge(css: str, text: str, *, block: bool = False) -> str:
-    return (f'<span class="{"n" if block else "badge"} s-{css}"><span aria-hidden="true">'
-            f"{_MARK.get(css, _MARK['other'])}</span> {_e(text)}</span>")
+def _badge(css: str, text: str) -> str:
+    """A filled badge (legend, failures): the state's mark and name on its colour."""
+    return (f'<span class="badge s-{css}"><span aria-hidden="true">{_MARK.get(css, _MARK["other"])}</span> '
+            f"{_e(text)}</span>")
 
 
 def _pair(program: Program, cohort_id: str, pair_id: str) -> str:

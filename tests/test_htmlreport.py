@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import fcntl
 import json
@@ -83,7 +84,7 @@ def test_timeline_shows_each_step_with_its_counts(page: tuple[str, list[Row]]) -
     for cohort in load_program(Path(__file__).resolve().parent.parent).cohorts:
         sec = section(html, f"c-{cohort.id}")
         assert f"{len(cohort.pairs)} pairs" in sec
-        assert [m for m in re.findall(r'<tr data-step="([^"]+)"', sec)] == [s.key for s in cohort.steps]
+        assert re.findall(r'<tr data-step="([^"]+)"', sec) == [s.key for s in cohort.steps]
     assert "sent: 11" in step_row(html, "2019-2020", "welcome")
     assert "skipped: 1" in step_row(html, "2019-2020", "welcome")  # p05 joined past the late window
     assert "sent: 11" in step_row(html, "2019-2020", "meetup-midwinter-2020")
@@ -158,6 +159,7 @@ class Loaded:
     errors: list[str]  # console errors, uncaught exceptions, failed loads
     requests: list[str]  # every URL the page asked for
     text: str  # document.body.innerText
+    scroll_width: int  # the page's width in CSS pixels
 
 
 @dataclass
@@ -228,10 +230,13 @@ class Chromium:
         raw, _, self.buf = self.buf.partition(b"\0")
         return dict(json.loads(raw))
 
-    def load(self, url: str, *, screenshot: Path | None = None) -> Loaded:
-        """Open `url` in a fresh tab; collect what went wrong while it loaded and just after."""
+    def load(self, url: str, *, width: int = 1280, screenshot: Path | None = None) -> Loaded:
+        """Open `url` in a fresh tab `width` CSS pixels wide; collect what went wrong while it loaded and just
+        after, and how wide the page turned out (wider than the window: it scrolls sideways)."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": 900, "deviceScaleFactor": 1,
+                                                         "mobile": width < 600}, session)
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable", session=session)
         nav = self.call("Page.navigate", {"url": url}, session)
@@ -241,7 +246,8 @@ class Chromium:
         # a turn of the event loop, so a timer's or a promise's error is in too
         self.call("Runtime.evaluate", {"expression": "new Promise(r => setTimeout(r, 50))", "awaitPromise": True},
                   session)
-        text = self.call("Runtime.evaluate", {"expression": "document.body ? document.body.innerText : ''",
+        seen = self.call("Runtime.evaluate", {"expression": "[document.body ? document.body.innerText : '', "
+                                              "document.documentElement.scrollWidth]",
                                               "returnByValue": True}, session)["result"]["value"]
         if screenshot is not None:
             shot = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session)
@@ -252,13 +258,11 @@ class Chromium:
         return Loaded(errors=[m for e in mine if (m := _problem(e))],
                       requests=[e["params"]["request"]["url"] for e in mine
                                 if e.get("method") == "Network.requestWillBeSent"],
-                      text=str(text))
+                      text=str(seen[0]), scroll_width=int(seen[1]))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.call("Browser.close", timeout=5)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -301,6 +305,8 @@ def test_the_page_loads_in_chromium_without_errors(chromium: Chromium, page: tup
     for step in ("welcome", "day-in-the-life", "meetup-midwinter-2020", "midyear", "wrap-up"):
         assert step in loaded.text
     assert "sent: 11" in loaded.text and "No failures." in loaded.text and "Next run's plan" in loaded.text
+    phone = chromium.load(path.as_uri(), width=390)
+    assert phone.errors == [] and phone.scroll_width <= 390  # on a phone the timeline scrolls in its own box
 
 
 @pytest.mark.parametrize("broken", [

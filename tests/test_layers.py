@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "mailer"
-PURE = ["errors", "model", "program", "plan", "compose", "mime", "report", "invite", "meetups"]
-SHELL = ["runner", "cli", "ledger", "transport", "smtp", "checks", "settings"]
+PURE = ["errors", "model", "program", "plan", "compose", "mime", "report", "invite", "meetups", "htmlreport",
+        "digest", "csvout"]
+# these read ledger rows, so they may name the ledger's Row type and state constants (not open it)
+READS_ROWS = {"report", "htmlreport", "digest"}
+SHELL = ["runner", "cli", "ledger", "transport", "smtp", "checks", "settings", "daemon", "schedule", "scaffold"]
 EFFECTS = {"smtplib", "sqlite3", "socket", "ssl", "fcntl", "subprocess", "apscheduler"}
 
 
@@ -28,7 +31,7 @@ def imports(module: str) -> set[str]:
 def test_pure_modules_touch_no_effects_and_no_shell(module: str) -> None:
     found = imports(module)
     assert not {i.split(".")[0] for i in found} & EFFECTS, found
-    assert not {f"mailer.{s}" for s in SHELL if s != "ledger" or module != "report"} & found, found
+    assert not {f"mailer.{s}" for s in SHELL if s != "ledger" or module not in READS_ROWS} & found, found
 
 
 def test_only_the_runner_reads_the_clock() -> None:
