@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", type=_day, metavar="DATE", help="first day (default: today)")
     p.add_argument("--to", dest="end", type=_day, metavar="DATE", help="last day (default: 30 days on)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--csv", action="store_true", help="print CSV (safe to open in a spreadsheet)")
     p.set_defaults(func=cmd_plan)
 
     p = command("preview", "Render one message of one pair and step, as text, HTML or a whole .eml.",
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "mentor-mailer status --cohort 2019-2020")
     p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--csv", action="store_true", help="print one CSV row per cohort and step (spreadsheet-safe)")
     p.set_defaults(func=cmd_status)
     return parser
 
@@ -177,6 +179,11 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     start = datetime.combine(args.start, time(0), tzinfo=UTC) if args.start else None
     end = datetime.combine(args.end, time(23, 59, 59), tzinfo=UTC) if args.end else None
     rows = plan_rows(upcoming(settings, start=start, end=end, cohorts=args.cohort))
+    if args.csv:
+        from mailer.csvout import write_csv
+
+        write_csv(rows, ["date", "due_at", "cohort", "pair", "step", "to", "key"], sys.stdout)
+        return EXIT_OK
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -282,6 +289,14 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.runner import status
 
     cohorts = status(settings, cohorts=args.cohort)
+    if args.csv:
+        from mailer.csvout import write_csv
+
+        flat = [{"cohort": c.cohort, "step": s.step, "due": s.due, "description": s.description, **s.counts}
+                for c in cohorts for s in c.steps]
+        states = sorted({k for c in cohorts for s in c.steps for k in s.counts})
+        write_csv(flat, ["cohort", "step", "due", "description", *states], sys.stdout)
+        return EXIT_OK
     if args.json:
         print(json.dumps([asdict(c) for c in cohorts], indent=2, ensure_ascii=False))
         return EXIT_OK

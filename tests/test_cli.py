@@ -117,3 +117,21 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
     result = cli("check", env={"MENTOR_MAILER_LATE_WINDOW_DAYS": "soon"}, cwd=tmp_path)
     assert result.returncode == 2
     assert "MENTOR_MAILER_LATE_WINDOW_DAYS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_csv_exports_neutralise_formulas(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    program = settings.program_dir / "cohorts/program.toml"
+    text = program.read_text(encoding="utf-8")
+    program.write_text(text.replace('description = "Welcome and first conversation"',
+                                    'description = "=HYPERLINK(\\"https://example.com\\")"'), encoding="utf-8")
+    assert main(["-C", str(settings.program_dir), "status", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    welcome = next(r for r in rows if r["step"] == "welcome" and r["cohort"] == "2019-2020")
+    assert welcome["description"] == "'=HYPERLINK(\"https://example.com\")"
+    assert main(["-C", str(settings.program_dir), "plan", "--from", "2019-08-01", "--to", "2019-08-01",
+                 "--csv"]) == 0
+    plan = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(plan) == 11 and plan[0]["to"].count("@") == 2
