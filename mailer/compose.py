@@ -205,9 +205,9 @@ def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: date
         ("Reply-To", sender),
         ("Subject", mime.unstructured("Subject", header_safe(rendered.subject))),
         ("Date", format_datetime(now)),
-        ("Message-ID", msg_id),
+        ("Message-ID", header_safe(msg_id)),
         ("Auto-Submitted", "auto-generated"),  # RFC 3834: vacation responders should not answer
-        ("X-Mentor-Mailer-Key", occ.key),
+        ("X-Mentor-Mailer-Key", header_safe(occ.key)),  # ids are validated on load; this is the second guard
     ]
     # the boundary comes from the Message-ID, not chance: the same plan renders the same bytes
     boundary = "=_mm_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]

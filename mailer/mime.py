@@ -46,8 +46,26 @@ def address_list(items: Sequence[tuple[str, str]]) -> str:
 def unstructured(name: str, value: str) -> str:
     """A Subject-like header value, folded at 78 and encoded only when it needs to be."""
     # text that merely looks like an encoded word is encoded itself, so no client decodes it
-    charset = "us-ascii" if value.isascii() and "=?" not in value else "utf-8"
-    return Header(value, charset, header_name=name).encode(linesep=CRLF)
+    # a word too long for any line (RFC 5322: 998) can only be split as encoded words
+    if not value.isascii() or "=?" in value or max(map(len, value.split(" ")), default=0) > 990 - len(name):
+        return Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+    return _fold_words(value, first=78 - len(name) - 2)
+
+
+def _fold_words(value: str, *, first: int) -> str:
+    """Fold plain ASCII at spaces so lines stay near 78; a word longer than that stays whole on its
+    line (RFC 5322 allows 998), and the first word always stays on the header's own line."""
+    lines: list[str] = []
+    current = ""
+    limit = first
+    for word in value.split(" "):
+        if current and len(current) + 1 + len(word) > limit:
+            lines.append(current)
+            current, limit = word, 77
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return (CRLF + " ").join(lines)
 
 
 def qp(text: str) -> bytes:

@@ -1,0 +1,139 @@
+"""The real CLI over broken programs: `check` names file, place, field and expectation; `run` serves the rest.
+
+tests/data/broken/ holds one file per mistake a coordinator makes, each standing in for one file of the
+sample program; tests/data/broken/expected.toml says where `check` must report it. Each case runs
+`mentor-mailer check` as a subprocess on its own copy of the sample program; the cases run a few at a time.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+BROKEN = REPO / "tests" / "data" / "broken"
+EXPECTED: dict[str, dict[str, str]] = tomllib.loads((BROKEN / "expected.toml").read_text(encoding="utf-8"))
+CASES = sorted(EXPECTED)
+
+
+def make_program(root: Path) -> Path:
+    """A copy of the sample program, every file a regular file (cohorts/program.toml is a link in the repo)."""
+    shutil.copytree(REPO / "cohorts", root / "cohorts")
+    shutil.copytree(REPO / "templates", root / "templates")
+    return root
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment without the developer's MENTOR_MAILER_* settings, running this checkout's code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MENTOR_MAILER_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env | extra
+
+
+def cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailer.cli", "-C", str(root), *args], cwd=root.parent,
+                          env=cli_env(**env), capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_every_broken_file_has_its_expectation() -> None:
+    files = {p.name for p in BROKEN.iterdir() if p.name != "expected.toml"}
+    assert files == set(EXPECTED)
+    for name, case in EXPECTED.items():
+        assert {"replaces", "where", "message"} <= set(case), name
+        assert set(case) <= {"replaces", "where", "field", "message", "mistake"}, name
+        assert case["where"].startswith(case["replaces"]), name
+
+
+def check_broken(base: Path, name: str) -> subprocess.CompletedProcess[str]:
+    root = make_program(base / name.replace(".", "_") / "program")
+    target = root / EXPECTED[name]["replaces"]
+    assert target.is_file() and not target.is_symlink(), target
+    target.unlink()
+    shutil.copyfile(BROKEN / name, target)
+    return cli(root, "check")
+
+
+@pytest.fixture(scope="module")
+def checked(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """`check` on each selected case, started all at once on a small pool (each takes half a second)."""
+    selected = [item.callspec.params["name"] for item in request.session.items
+                if item.module is request.module and hasattr(item, "callspec") and "name" in item.callspec.params]
+    base = tmp_path_factory.mktemp("broken")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        yield {name: pool.submit(check_broken, base, name) for name in dict.fromkeys(selected)}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_names_file_place_field_and_expectation(
+    name: str, checked: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    case = EXPECTED[name]
+    result = checked[name].result()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    start = f"{case['where']}: {case['field']} " if "field" in case else f"{case['where']}: "
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert any(line.startswith(start) and case["message"] in line for line in lines), (
+        f"expected a line starting {start!r} and holding {case['message']!r}:\n{result.stderr}")
+    assert lines[0] == "problems:" or "problems:" in lines  # one list, all problems at once
+
+
+def test_unknown_keys_and_extra_cells_are_warnings_not_problems(program_dir: Path) -> None:
+    cohort = program_dir / "cohorts/2019-2020/cohort.toml"
+    cohort.write_text(cohort.read_text(encoding="utf-8").replace("send_hour = 9", "sendhour = 10"), encoding="utf-8")
+    roster = program_dir / "cohorts/2020-january/roster.csv"
+    with roster.open("a", encoding="utf-8") as f:
+        f.write("j05,Ed Example,ed@example.org,Flo Example,flo@example.org,,active,,,,,met at Annual, 2019\n")
+    result = cli(program_dir, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cohorts/2019-2020/cohort.toml: sendhour is not a known key and is ignored" in result.stderr
+    assert ("cohorts/2020-january/roster.csv:6 (row 5): has 13 cells but the header has 12 columns; "
+            "the extra cells (' 2019') are ignored") in result.stderr
+
+
+BAD_ROWS = {  # line in the roster file: (row, field, what the message says)
+    14: (13, "mentor_email", "'ann@@example.org' is not a valid address"),
+    16: (15, "pair_id", "'p01' is already used on line 2 (row 1)"),
+    17: (16, "mentee_name", "contains a line break or control character"),
+}
+
+
+def test_run_serves_every_good_pair_and_reports_every_bad_row(tmp_path: Path) -> None:
+    root = make_program(tmp_path / "program")
+    roster = root / "cohorts/2019-2020/roster.csv"
+    with roster.open("a", encoding="utf-8", newline="") as f:
+        f.write("p13,Ann Example,ann@@example.org,Bo Example,bo@example.org,,active,,,,,\n")  # line 14
+        f.write("p14,Cy Example,cy@example.org,Di Example,di@example.org,,active,,,,,\n")  # line 15: good
+        f.write("p01,Dup Licate,dup@example.org,Dup Two,dup2@example.org,,active,,,,,\n")  # line 16
+        f.write("p15,Ed Example,ed@example.org,Flo\x1b Example,flo@example.org,,active,,,,,\n")  # line 17
+    outbox = tmp_path / "outbox"
+    result = cli(root, "run", "--now", "2019-08-01T15:00:00Z",
+                 MENTOR_MAILER_DATABASE=str(tmp_path / "ledger.sqlite3"), MENTOR_MAILER_OUTBOX_DIR=str(outbox))
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # pairs were left out; the others were served
+    for line, (row, field, message) in BAD_ROWS.items():
+        where = f"cohorts/2019-2020/roster.csv:{line} (row {row}): {field} "
+        assert any(where in out and message in out for out in result.stderr.splitlines()), result.stderr
+
+    # the welcome goes to every good pair active on the year's first day: p05 joins in November
+    good = [f"p{i:02d}" for i in range(1, 13) if i != 5] + ["p14"]
+    keys = []
+    for path in sorted((outbox / "new").glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        key = str(msg["X-Mentor-Mailer-Key"])
+        if not key.startswith("digest/"):  # the coordinator's digest of the run, if one is sent
+            keys.append(key)
+    assert sorted(keys) == sorted(f"2019-2020/{p}/welcome" for p in good)
+    assert f"sent {len(good)}," in result.stdout
