@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NOW = datetime(2020, 3, 15, 15, tzinfo=UTC)
+NOW = datetime(2020, 3, 15, 17, tzinfo=UTC)
 SIZE = (1400, 1800)
 
 

@@ -60,8 +60,95 @@ def invite_uid(cohort_id: str, pair_id: str, conference_key: str, domain: str) -
     return hashlib.sha256(key.encode("ascii")).hexdigest()[:32] + "@" + domain
 
 
+_PERSONAL = (b"UID", b"SUMMARY", b"DESCRIPTION", b"ATTENDEE")  # what differs between the pairs of one meetup
+_skeletons: dict[tuple[object, ...], list[bytes]] = {}
+
+
 def build_ics(invite: Invite) -> bytes:
-    """The whole VCALENDAR as UTF-8 bytes with CRLF line ends, lines folded at 75 octets."""
+    """The whole VCALENDAR as UTF-8 bytes with CRLF line ends, lines folded at 75 octets.
+
+    A meetup's invitations differ between pairs only in UID, SUMMARY, DESCRIPTION and ATTENDEE, so the
+    rest (the VTIMEZONE above all) is serialised once per meetup version and reused; only the pair's
+    own properties are serialised per message, by the same icalendar code, into the same places.
+    """
+    _check(invite)
+    # instants by timestamp: aware datetimes in one zone compare equal across a fold, these do not
+    key = (invite.method, invite.sequence, invite.start.timestamp(), invite.end.timestamp(), invite.start.tzinfo,
+           invite.start.fold, invite.end.fold, invite.location, invite.organizer, invite.dtstamp.timestamp(),
+           len(invite.attendees))
+    skeleton = _skeletons.get(key)
+    if skeleton is None:
+        if len(_skeletons) > 256:
+            _skeletons.clear()
+        skeleton = _skeletons[key] = _blocks(_full_ics(invite))
+    event = icalendar.Event()
+    event.add("uid", invite.uid)
+    event.add("summary", _Text(invite.summary))
+    event.add("description", _Text(invite.description))
+    for name, email in invite.attendees:
+        event.add("attendee", _attendee(name, email))
+    personal: dict[bytes, list[bytes]] = {}
+    for line in event.content_lines()[1:-1]:  # unfolded; BEGIN and END left out
+        block = _fold(str(line)) + b"\r\n"
+        personal.setdefault(_prop_name(block), []).append(block)
+    out: list[bytes] = []
+    for block in skeleton:
+        prop = _prop_name(block)
+        if prop in _PERSONAL:
+            out += personal.pop(prop, [])  # all attendees at the first ATTENDEE's place
+        else:
+            out.append(block)
+    return b"".join(out)
+
+
+def _fold(line: str) -> bytes:
+    """icalendar's folding (segments of at most 74 octets, never inside a UTF-8 character, and a
+    trailing backslash or caret carried to the next segment so no escape is split), on bytes:
+    its own character loop is most of the cost of an invitation."""
+    data = line.encode("utf-8")
+    if len(data) <= 74:
+        return data
+    parts = []
+    start = 0
+    while len(data) - start > 74:
+        end = start + 74
+        while data[end] & 0xC0 == 0x80:  # the first byte of the character that does not fit
+            end -= 1
+        if data[end - 1] in b"\\^" and end - 1 > start:
+            end -= 1
+        parts.append(data[start:end])
+        start = end
+    parts.append(data[start:])
+    return b"\r\n ".join(parts)
+
+
+def _blocks(data: bytes) -> list[bytes]:
+    """Content lines with their folded continuations, each ending in CRLF."""
+    blocks: list[bytes] = []
+    for line in data.split(b"\r\n")[:-1]:
+        if line[:1] == b" " and blocks:
+            blocks[-1] += line + b"\r\n"
+        else:
+            blocks.append(line + b"\r\n")
+    return blocks
+
+
+def _prop_name(block: bytes) -> bytes:
+    end = min((i for i in (block.find(b":"), block.find(b";")) if i >= 0), default=len(block))
+    return block[:end]
+
+
+def _attendee(name: str, email: str) -> icalendar.vCalAddress:
+    attendee = _address(name, email)
+    attendee.params["CUTYPE"] = "INDIVIDUAL"
+    attendee.params["ROLE"] = "REQ-PARTICIPANT"
+    attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+    attendee.params["RSVP"] = "TRUE"
+    return attendee
+
+
+def _full_ics(invite: Invite) -> bytes:
+    """The calendar built and serialised whole by icalendar."""
     zone = _check(invite)
     tzid = _tzid(zone)
 
@@ -85,12 +172,7 @@ def build_ics(invite: Invite) -> bytes:
     event.add("transp", "OPAQUE")
     event.add("organizer", _address(*invite.organizer))
     for name, email in invite.attendees:
-        attendee = _address(name, email)
-        attendee.params["CUTYPE"] = "INDIVIDUAL"
-        attendee.params["ROLE"] = "REQ-PARTICIPANT"
-        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-        attendee.params["RSVP"] = "TRUE"
-        event.add("attendee", attendee)
+        event.add("attendee", _attendee(name, email))
     cal.add_component(event)
 
     data: bytes = cal.to_ical()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.errors import LedgerError
-from mailer.meetups import SentInvite
+from mailer.model import SentInvite
 
 # A message's life: (due) -> sending -> sent | deferred | failed | uncertain; or skipped.
 # `sending` is committed before the SMTP transaction starts, so a crash leaves a trace.
@@ -127,6 +127,11 @@ def _iso(dt: datetime) -> str:
     return dt.isoformat(timespec="seconds")
 
 
+_CLAIM_NEW = """INSERT INTO messages (key, cohort, pair, step, role, state, phase, due_at, message_id, recipients,
+                   subject, attempts, updated_at, claimed_by)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?) ON CONFLICT(key) DO NOTHING"""
+
+
 class Ledger:
     """One SQLite file, WAL mode, owner-only; schema changes are numbered migrations."""
 
@@ -228,34 +233,30 @@ class Ledger:
         return uncertain
 
     def mark_body(self, key: str) -> None:
-        """Committed just before the message body goes out: from here on a crash is uncertain."""
-        with self.transaction() as conn:
-            conn.execute("UPDATE messages SET phase = ? WHERE key = ?", (BODY, key))
+        """Committed just before the message body goes out: from here on a crash is uncertain.
+        (One statement: in autocommit mode it is its own transaction.)"""
+        self.conn.execute("UPDATE messages SET phase = ? WHERE key = ?", (BODY, key))
 
     def claim(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
               now: datetime, message_id: str, recipients: Iterable[str], subject: str,
               owner: str | None = None) -> Claim | None:
         """Take a message for this run inside BEGIN IMMEDIATE; None when it is not ours to send."""
+        values = (key, cohort, pair, step, role, SENDING, ENVELOPE, _iso(due_at), message_id,
+                  json.dumps(list(recipients), ensure_ascii=False), subject, _iso(now), owner)
         with self.transaction() as conn:
+            # the common case, a message never tried: one INSERT that does nothing if the key exists
+            if conn.execute(_CLAIM_NEW, values).rowcount == 1:
+                return Claim(key, None, (), {})
             row = conn.execute("SELECT state, delivered, refused, resends FROM messages WHERE key = ?",
                                (key,)).fetchone()
-            if row is not None and not (row["state"] == DEFERRED
-                                        or (row["state"] == UNCERTAIN and row["resends"] == 0)):
+            if not (row["state"] == DEFERRED or (row["state"] == UNCERTAIN and row["resends"] == 0)):
                 return None
             # an uncertain message's one resend is counted as it is claimed, so a crash during the
             # resend can never lead to a third copy
             conn.execute(
-                """INSERT INTO messages (key, cohort, pair, step, role, state, phase, due_at, message_id, recipients,
-                       subject, attempts, updated_at, claimed_by)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)
-                   ON CONFLICT(key) DO UPDATE SET state=excluded.state, phase=excluded.phase,
-                       message_id=excluded.message_id, recipients=excluded.recipients, subject=excluded.subject,
-                       updated_at=excluded.updated_at, claimed_by=excluded.claimed_by,
-                       resends=resends + (state = 'uncertain')""",
-                (key, cohort, pair, step, role, SENDING, ENVELOPE, _iso(due_at), message_id,
-                 json.dumps(list(recipients), ensure_ascii=False), subject, _iso(now), owner))
-        if row is None:
-            return Claim(key, None, (), {})
+                """UPDATE messages SET state=?, phase=?, message_id=?, recipients=?, subject=?, updated_at=?,
+                       claimed_by=?, resends=resends + (state = 'uncertain') WHERE key=?""",
+                (SENDING, ENVELOPE, message_id, values[9], subject, _iso(now), owner, key))
         return Claim(key, row["state"], tuple(json.loads(row["delivered"])), json.loads(row["refused"]))
 
     def finish(self, claim: Claim, *, state: str, now: datetime, attempts: int, delivered: Iterable[str] = (),
@@ -264,14 +265,14 @@ class Ledger:
         """Record how a claimed message ended; delivered and refused recipients accumulate."""
         all_delivered = [*claim.delivered, *(r for r in delivered if r not in claim.delivered)]
         all_refused = {**claim.refused, **(refused or {})}
-        with self.transaction() as conn:
-            conn.execute(
-                """UPDATE messages SET state=?, phase=NULL, reason=?, location=?, attempts=attempts+?, delivered=?,
-                       refused=?, next_attempt_at=?, updated_at=?, sent_at=CASE WHEN ? THEN ? ELSE sent_at END
-                   WHERE key=?""",
-                (state, reason, location, attempts, json.dumps(all_delivered), json.dumps(all_refused),
-                 _iso(next_attempt_at) if next_attempt_at else None,
-                 _iso(now), state == SENT, _iso(now), claim.key))
+        # one statement: in autocommit mode it is its own transaction
+        self.conn.execute(
+            """UPDATE messages SET state=?, phase=NULL, reason=?, location=?, attempts=attempts+?, delivered=?,
+                   refused=?, next_attempt_at=?, updated_at=?, sent_at=CASE WHEN ? THEN ? ELSE sent_at END
+               WHERE key=?""",
+            (state, reason, location, attempts, json.dumps(all_delivered), json.dumps(all_refused),
+             _iso(next_attempt_at) if next_attempt_at else None,
+             _iso(now), state == SENT, _iso(now), claim.key))
 
     def skip(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
              now: datetime, reason: str) -> None:

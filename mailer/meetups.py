@@ -6,28 +6,14 @@ Pure: the ledger's record of sent invitations comes in as values, `now` as an ar
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from mailer.compose import fmt_day, fmt_time
 from mailer.invite import Invite, invite_uid
-from mailer.model import Cohort, Conference, Meetup, Pair
+from mailer.invite import build_ics as build_ics  # re-exported: the runner imports this module lazily
+from mailer.model import Cohort, Conference, Meetup, Pair, SentInvite
 from mailer.plan import InviteChange, Occurrence
-
-
-@dataclass(frozen=True, slots=True)
-class SentInvite:
-    """An invitation as the ledger remembers it: the last version the pair was sent."""
-
-    uid: str
-    cohort: str
-    pair: str
-    conference: str
-    step: str
-    sequence: int
-    method: str  # REQUEST or CANCEL
-    details: dict[str, Any]
 
 
 def details(meetup: Meetup) -> dict[str, Any]:

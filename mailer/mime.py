@@ -12,7 +12,6 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Sequence
-from email.header import Header
 
 CRLF = "\r\n"
 _SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
@@ -30,7 +29,25 @@ def display_name(name: str) -> str:
         if _SPECIALS.search(name):
             return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return name
-    return Header(name, "utf-8").encode(linesep=CRLF)
+    return encoded_words(name)
+
+
+def encoded_words(text: str) -> str:
+    """RFC 2047 B-encoded words of at most 75 characters, split between characters, never inside one,
+    and joined by folding white space (which decoders drop between encoded words)."""
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for char in text:
+        n = len(char.encode("utf-8"))
+        if size + n > 45:  # 45 bytes -> 60 base64 characters -> a 72-character word
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += n
+    words.append("".join(chunk))
+    return (CRLF + " ").join(
+        "=?utf-8?b?" + binascii.b2a_base64(w.encode("utf-8"), newline=False).decode("ascii") + "?=" for w in words)
 
 
 def address(name: str, addr: str) -> str:
@@ -48,7 +65,7 @@ def unstructured(name: str, value: str) -> str:
     # text that merely looks like an encoded word is encoded itself, so no client decodes it
     # a word too long for any line (RFC 5322: 998) can only be split as encoded words
     if not value.isascii() or "=?" in value or max(map(len, value.split(" ")), default=0) > 990 - len(name):
-        return Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+        return encoded_words(value)
     return _fold_words(value, first=78 - len(name) - 2)
 
 

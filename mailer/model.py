@@ -137,9 +137,18 @@ class Cohort:
     pairs: tuple[Pair, ...]
     path: Path
 
-    def send_time(self, day: date) -> datetime:
-        """When a step due on `day` goes out: the cohort's send hour, in its time zone."""
-        return datetime.combine(day, time(self.send_hour), tzinfo=self.timezone)
+    def send_time(self, day: date, people: tuple[Person, ...] = ()) -> datetime:
+        """When a step due on `day` goes out: the cohort's send hour, in its time zone; or, for people
+        whose roster row gives a time zone, that hour in theirs. An email to two people goes when it is
+        the send hour for both, so neither gets it before that hour locally."""
+        at = time(self.send_hour)
+        times = [datetime.combine(day, at, tzinfo=p.timezone or self.timezone) for p in people if p.timezone]
+        base = datetime.combine(day, at, tzinfo=self.timezone)
+        if not times:
+            return base
+        if len(times) < len(people):
+            times.append(base)
+        return max(times)
 
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
@@ -165,6 +174,20 @@ class Program:
 
     def cohort(self, cohort_id: str) -> Cohort | None:
         return next((c for c in self.cohorts if c.id == cohort_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SentInvite:
+    """An invitation as the ledger remembers it: the last version the pair was sent."""
+
+    uid: str
+    cohort: str
+    pair: str
+    conference: str
+    step: str
+    sequence: int
+    method: str  # REQUEST or CANCEL
+    details: dict[str, object]
 
 
 def month_day(start: date, month: int, day: int) -> date:

@@ -84,42 +84,62 @@ def pair_schedule(cohort: Cohort, pair: Pair) -> Iterator[Occurrence]:
 
     A step that fell due while the pair was away (not yet joined, paused) follows its `late`
     policy when they come back: `all` is sent on return, `latest` only for the most recent such
-    step, `skip` never. Nothing is scheduled after a withdrawal.
+    step, `skip` never. Nothing is scheduled after a withdrawal. Each message goes at the send hour
+    of its recipients' time zones (see Cohort.send_time).
     """
     spans = _away_spans(cohort, pair)
+    timed = pair.mentor.timezone is not None or pair.mentee.timezone is not None
+    if not spans and not timed:  # the common case: an active pair, the cohort's clock
+        for step in cohort.steps:
+            due_at = cohort.send_time(step.due)
+            reason = _conference_reason(step, due_at)
+            if step.to == "each":
+                yield Occurrence(cohort, pair, step, "mentor", due_at, reason)
+                yield Occurrence(cohort, pair, step, "mentee", due_at, reason)
+            else:
+                yield Occurrence(cohort, pair, step, None, due_at, reason)
+        return
     latest_in_span: dict[int, Step] = {}
-    placed: list[tuple[Step, datetime, str | None]] = []
+    placed: list[tuple[Step, date, str | None]] = []
     for step in cohort.steps:
-        due_at = cohort.send_time(step.due)
-        reason: str | None = None
+        day = step.due
+        reason = None
         span_index = next((i for i, (a, b, _) in enumerate(spans)
                            if a <= step.due and (b is None or step.due < b)), None)
         if span_index is not None:
             _, until, why = spans[span_index]
             if until is None:
                 continue  # withdrawn, or paused with no end: nothing to schedule
-            due_at = cohort.send_time(until)
+            day = until
             if step.late == "skip":
                 reason = why
             elif step.late == "latest":
                 latest_in_span[span_index] = step  # steps are in due order: the last one wins
-        if step.conference is not None and reason is None:
-            if step.conference.cancelled:
-                reason = "conference cancelled"
-            elif due_at.date() >= step.conference.start:
-                reason = "conference already begun"
-        placed.append((step, due_at, reason))
+        if reason is None:
+            reason = _conference_reason(step, cohort.send_time(day))
+        placed.append((step, day, reason))
     superseded = {
         step.key for step, _, _ in placed
         if step.late == "latest"
         and any(step is not last and _in_span(step, spans[i]) for i, last in latest_in_span.items())
     }
-    for step, due_at, reason in placed:
+    for step, day, reason in placed:
         if step.key in superseded and reason is None:
             reason = "superseded by a later step while the pair was away"
         roles: tuple[Role | None, ...] = ("mentor", "mentee") if step.to == "each" else (None,)
         for role in roles:
-            yield Occurrence(cohort, pair, step, role, due_at, reason)
+            people = (pair.person(role),) if role else pair.people()
+            yield Occurrence(cohort, pair, step, role, cohort.send_time(day, people), reason)
+
+
+def _conference_reason(step: Step, due_at: datetime) -> str | None:
+    if step.conference is None:
+        return None
+    if step.conference.cancelled:
+        return "conference cancelled"
+    if due_at.date() >= step.conference.start:
+        return "conference already begun"
+    return None
 
 
 def _in_span(step: Step, span: tuple[date, date | None, str]) -> bool:

@@ -18,15 +18,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from mailer import meetups
 from mailer import plan as planner
 from mailer.compose import Renderer, build_message, context, envelope, message_id, template_name
 from mailer.errors import EXIT_OK, EXIT_SEND_FAILED, InputError, LockBusy, Problem, TransportError
-from mailer.invite import build_ics
 from mailer.ledger import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Ledger, Row
-from mailer.model import Program
+from mailer.model import Program, SentInvite
 from mailer.plan import Occurrence
 from mailer.program import load_program
 from mailer.report import CohortStatus
@@ -118,6 +116,14 @@ class Rehearsal:
     bad_rows: list[Problem] = field(default_factory=list)
 
 
+def _meetups() -> Any:
+    """The invitation code, imported when a run has an invitation to send: icalendar is slow to load,
+    and a cron run with nothing due should not pay for it."""
+    from mailer import meetups
+
+    return meetups
+
+
 def step_label(occ: Occurrence) -> str:
     """The step as reports name it: a meetup's update or cancellation is told apart from the invitation."""
     if occ.change is None:
@@ -175,7 +181,7 @@ def run(
         if settings.database_path.exists():
             with Ledger.open(settings.database_path) as ledger:
                 settled, retrying = ledger.settled_keys(now), ledger.retrying_keys()
-                changes = meetups.invite_changes(program.cohorts, ledger.sent_invites(), now)
+                changes = _meetups().invite_changes(program.cohorts, ledger.sent_invites(), now)
         todo = planner.due([*planner.year_schedule(program), *changes], now=now, settled=settled,
                            late_window=window, retrying=retrying)
         return RunReport(now=now, dry_run=True, planned=todo.send[:limit] if limit else todo.send,
@@ -383,7 +389,7 @@ def _send_one(program: Program, ledger: Ledger, transport: Transport, renderer: 
     domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
     mid = message_id(secret, occ.key, domain)
     sender, rcpts = envelope(occ)
-    invite = meetups.build_invite(occ, now) if occ.has_invite else None
+    invite = _meetups().build_invite(occ, now) if occ.has_invite else None
     claim = ledger.claim(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
                          due_at=occ.due_at, now=now, message_id=mid, recipients=rcpts, subject=rendered.subject,
                          owner=owner)
@@ -391,7 +397,7 @@ def _send_one(program: Program, ledger: Ledger, transport: Transport, renderer: 
         report.contended += 1  # another runner took it between our plan and our claim
         return
     todo = [r for r in rcpts if r not in claim.delivered and r not in claim.refused]
-    data = build_message(occ, rendered, msg_id=mid, now=now, ics=build_ics(invite) if invite else None,
+    data = build_message(occ, rendered, msg_id=mid, now=now, ics=_meetups().build_ics(invite) if invite else None,
                          method=invite.method if invite else "REQUEST")
     try:
         result = transport.send(Outgoing(occ.key, occ.due_at, sender, todo, data),
@@ -413,7 +419,7 @@ def _send_one(program: Program, ledger: Ledger, transport: Transport, renderer: 
         assert conf is not None and conf.meetup is not None
         ledger.record_invite(uid=invite.uid, cohort=occ.cohort.id, pair=occ.pair.id, conference=conf.key,
                              step=occ.step.key, sequence=invite.sequence, method=invite.method,
-                             details=meetups.details(conf.meetup), message_key=occ.key, now=now)
+                             details=_meetups().details(conf.meetup), message_key=occ.key, now=now)
         report.invites[invite.method if invite.sequence == 0 or invite.method == "CANCEL" else "UPDATE"] += 1
     if claim.is_resend:
         report.resent += 1
@@ -422,15 +428,19 @@ def _send_one(program: Program, ledger: Ledger, transport: Transport, renderer: 
         report.pairs_sent.setdefault((occ.cohort.id, step_label(occ)), set()).add(occ.pair.id)
     elif result.detail:
         report.failures.append((occ.key, result.state, result.detail))
-    for rcpt, reply in result.refused.items():
-        report.failures.append((occ.key, "refused", f"{rcpt}: {reply}"))
-        report.refused += 1
+    if result.state == SENT:  # a message that failed whole is one failure, not one per recipient
+        for rcpt, reply in result.refused.items():
+            report.failures.append((occ.key, "refused", f"{rcpt}: {reply}"))
+            report.refused += 1
 
 
-def occurrences(program: Program, ledger: Ledger, now: datetime) -> list[Occurrence]:
-    """The year's messages plus the invitation updates and cancellations owed at `now`."""
-    return [*planner.year_schedule(program),
-            *meetups.invite_changes(program.cohorts, ledger.sent_invites(), now)]
+def occurrences(program: Program, ledger: Ledger, now: datetime) -> Iterator[Occurrence]:
+    """The year's messages plus the invitation updates and cancellations owed at `now`, streamed:
+    a run keeps only what is due, never the whole year."""
+    sent = ledger.sent_invites()
+    if sent:
+        yield from _meetups().invite_changes(program.cohorts, sent, now)
+    yield from planner.year_schedule(program)
 
 
 def preflight(program: Program, renderer: Renderer, send: list[Occurrence]) -> None:
@@ -446,7 +456,7 @@ def preflight(program: Program, renderer: Renderer, send: list[Occurrence]) -> N
         try:
             renderer.render(context(program, occ), template_name(occ))
             if occ.has_invite:
-                build_ics(meetups.build_invite(occ, occ.due_at))
+                _meetups().build_ics(_meetups().build_invite(occ, occ.due_at))
         except InputError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
         except ValueError as exc:  # the invitation cannot be written (say, a meetup in a repeated hour)
@@ -522,7 +532,7 @@ def upcoming(settings: Settings, *, start: datetime | None = None, end: datetime
     if settings.database_path.exists():
         with Ledger.open(settings.database_path) as ledger:
             settled = ledger.settled_keys(start)
-            changes = meetups.invite_changes(program.cohorts, ledger.sent_invites(), start)
+            changes = _meetups().invite_changes(program.cohorts, ledger.sent_invites(), start)
     return planner.upcoming([*changes, *planner.year_schedule(program)], start=start, end=end, settled=settled)
 
 
@@ -561,9 +571,9 @@ def preview(settings: Settings, *, pair: str, step: str, cohort: str | None = No
         return rendered.html
     if fmt == "eml":
         domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
-        invite = meetups.build_invite(occ, now) if occ.has_invite else None
+        invite = _meetups().build_invite(occ, now) if occ.has_invite else None
         data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now,
-                             ics=build_ics(invite) if invite else None)
+                             ics=_meetups().build_ics(invite) if invite else None)
         return data.decode("ascii").replace("\r\n", "\n")
     return f"Subject: {rendered.subject}\n\n{rendered.text}"
 
@@ -572,13 +582,13 @@ def export_invites(settings: Settings, *, cohort: str, out: Path, now: datetime 
     """Write each pair's current invitation as an .ics file: as last sent, or as it will next go out."""
     now = now or datetime.now(UTC)
     program = load(settings, [cohort])
-    sent: dict[str, meetups.SentInvite] = {}
+    sent: dict[str, SentInvite] = {}
     changes: dict[tuple[str, str], Occurrence] = {}
     if settings.database_path.exists():
         with Ledger.open(settings.database_path) as ledger:
             sent = {f"{i.pair}/{i.step}": i for i in ledger.sent_invites()}
             changes = {(o.pair.id, o.step.key): o
-                       for o in meetups.invite_changes(program.cohorts, ledger.sent_invites(), now)}
+                       for o in _meetups().invite_changes(program.cohorts, ledger.sent_invites(), now)}
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for occ in planner.year_schedule(program):
@@ -594,7 +604,7 @@ def export_invites(settings: Settings, *, cohort: str, out: Path, now: datetime 
                 continue  # this pair will never be invited to this meetup
             current = occ
         path = out / f"{occ.pair.id}-{occ.step.conference.key}.ics"  # type: ignore[union-attr]
-        path.write_bytes(build_ics(meetups.build_invite(current, now)))
+        path.write_bytes(_meetups().build_ics(_meetups().build_invite(current, now)))
         written.append(path)
     return written
 

@@ -196,13 +196,24 @@ class SmtpTransport:
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, rcpts: list[str], data: bytes,
                      before_body: Callable[[], None] | None) -> _Outcome:
+        """One SMTP transaction. With PIPELINING (RFC 2920) the envelope and DATA go in one write and
+        their replies are read in order; otherwise command by command. Commands are written here, not
+        by smtplib.mail/rcpt, which re-parse every address; ours are validated ASCII already."""
         out = _Outcome()
-        code, msg = conn.mail(sender)
-        if code != 250:
-            return self._whole(conn, code, msg, rcpts, out)
+        commands = [f"MAIL FROM:<{sender}>", *(f"RCPT TO:<{r}>" for r in rcpts)]
+        if conn.does_esmtp and conn.has_extn("pipelining"):
+            conn.send(("\r\n".join([*commands, "DATA"]) + "\r\n").encode("ascii"))
+            mail, *rcpt_replies, data_reply = [conn.getreply() for _ in range(len(commands) + 1)]
+        else:
+            mail = conn.docmd(commands[0])
+            rcpt_replies, data_reply = [], (0, b"")
+            if mail[0] == 250:
+                rcpt_replies = [conn.docmd(c) for c in commands[1:]]
+        if mail[0] != 250:
+            self._abandon_data(conn, data_reply)
+            return self._whole(conn, mail[0], mail[1], rcpts, out)
         accepted = []
-        for rcpt in rcpts:
-            code, msg = conn.rcpt(rcpt)
+        for rcpt, (code, msg) in zip(rcpts, rcpt_replies, strict=True):
             if code in (250, 251):
                 accepted.append(rcpt)
             elif code == 421:
@@ -212,9 +223,10 @@ class SmtpTransport:
             else:
                 out.refused[rcpt] = _reply(code, msg)
         if not accepted:
+            self._abandon_data(conn, data_reply)
             _rset(conn)
             return out
-        code, msg = conn.docmd("DATA")
+        code, msg = data_reply if data_reply[0] else conn.docmd("DATA")
         if code != 354:
             return self._whole(conn, code, msg, accepted, out)
         body = _DOT.sub(b"..", data)
@@ -231,6 +243,14 @@ class SmtpTransport:
             out.delivered = accepted
             return out
         return self._whole(conn, code, msg, accepted, out)
+
+    @staticmethod
+    def _abandon_data(conn: smtplib.SMTP, data_reply: tuple[int, bytes]) -> None:
+        """A pipelined DATA the server accepted although no recipient was: send an empty message's end
+        (RFC 2920 section 3.1) so the session is back in step; the server rejects it for want of recipients."""
+        if data_reply[0] == 354:
+            conn.send(b".\r\n")
+            conn.getreply()
 
     def _whole(self, conn: smtplib.SMTP, code: int, msg: bytes, rcpts: list[str], out: _Outcome) -> _Outcome:
         """A reply that concerns the whole message (MAIL, DATA, or after the body)."""

@@ -120,6 +120,7 @@ class SmtpServer:
         self.received = []
         self.connections = 0
         self.logins = []
+        self.pipelining = False  # advertise PIPELINING (RFC 2920); aiosmtpd reads pipelined commands in order
         self.faults = []
         self.implicit_tls = implicit_tls
         self.starttls = starttls and not implicit_tls  # no STARTTLS inside TLS
@@ -342,6 +343,13 @@ class _Handler:
 
     def __init__(self, state: SmtpServer) -> None:
         self.state = state
+
+    async def handle_EHLO(self, server: _FaultySMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has this hook
+        if self.state.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server: _FaultySMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> Any:

@@ -119,7 +119,7 @@ def test_run_serves_every_good_pair_and_reports_every_bad_row(tmp_path: Path) ->
         f.write("p01,Dup Licate,dup@example.org,Dup Two,dup2@example.org,,active,,,,,\n")  # line 16
         f.write("p15,Ed Example,ed@example.org,Flo\x1b Example,flo@example.org,,active,,,,,\n")  # line 17
     outbox = tmp_path / "outbox"
-    result = cli(root, "run", "--now", "2019-08-01T15:00:00Z",
+    result = cli(root, "run", "--now", "2019-08-01T17:00:00Z",
                  MENTOR_MAILER_DATABASE=str(tmp_path / "ledger.sqlite3"), MENTOR_MAILER_OUTBOX_DIR=str(outbox))
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 1, result.stdout + result.stderr  # pairs were left out; the others were served

@@ -56,9 +56,9 @@ def test_run_now_and_rerun(settings: Settings, capsys: pytest.CaptureFixture[str
     os.environ["MENTOR_MAILER_DATABASE"] = str(settings.database_path)
     os.environ["MENTOR_MAILER_OUTBOX_DIR"] = str(settings.outbox_path)
     try:
-        assert main([*env_args, "run", "--now", "2019-08-01T15:00:00Z"]) == 0
+        assert main([*env_args, "run", "--now", "2019-08-01T17:00:00Z"]) == 0
         assert capsys.readouterr().out.strip() == "sent 11, skipped 0, failed 0"
-        assert main([*env_args, "run", "--now", "2019-08-01T15:00:00Z", "-q"]) == 0
+        assert main([*env_args, "run", "--now", "2019-08-01T17:00:00Z", "-q"]) == 0
         assert capsys.readouterr().out == ""
         assert main([*env_args, "status", "--json"]) == 0
         status = json.loads(capsys.readouterr().out)

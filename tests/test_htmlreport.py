@@ -31,8 +31,8 @@ from mailer.plan import Occurrence
 from mailer.program import load_program
 from mailer.settings import Settings
 
-RUNS = [datetime(2019, 8, 1, 15, tzinfo=UTC), datetime(2019, 9, 1, 15, tzinfo=UTC),
-        datetime(2019, 12, 20, 15, tzinfo=UTC)]
+RUNS = [datetime(2019, 8, 1, 17, tzinfo=UTC), datetime(2019, 9, 1, 17, tzinfo=UTC),
+        datetime(2019, 12, 20, 17, tzinfo=UTC)]
 NOW = RUNS[-1]
 NASTY = 'Zoë <b>&"Q\'uote'  # a name that breaks any page that forgets to escape
 # puts argv[1] on fd 3 and argv[2] on fd 4, then becomes argv[3:] (a portable `3<&N 4>&M exec ...`)
@@ -72,7 +72,7 @@ def test_page_is_a_complete_accessible_document(page: tuple[str, list[Row]]) -> 
     html, _ = page
     assert html.startswith("<!doctype html>\n<html lang=\"en\">")
     assert '<meta charset="utf-8">' in html and 'name="viewport"' in html
-    assert "generated <time datetime=\"2019-12-20T15:00:00Z\">2019-12-20T15:00:00Z</time> (UTC)" in html
+    assert "generated <time datetime=\"2019-12-20T17:00:00Z\">2019-12-20T17:00:00Z</time> (UTC)" in html
     assert html.count('<th scope="col">') > 24 and '<th scope="row">' in html
     assert "@media print" in html and 'class="legend"' in html
     for state in ("sent", "skipped", "failed", "deferred", "uncertain", "upcoming"):

@@ -508,3 +508,25 @@ def test_expected_files_are_one_meetup_in_three_versions() -> None:
     assert len({str(e["uid"]) for _, e in parsed}) == 1
     assert [str(e["status"]) for _, e in parsed] == ["CONFIRMED", "CONFIRMED", "CANCELLED"]
     assert parsed[0][1].decoded("dtstart") != parsed[1][1].decoded("dtstart")
+
+
+def test_the_reused_skeleton_gives_the_bytes_icalendar_would() -> None:
+    """build_ics reuses a meetup's serialised parts across pairs; it must equal a whole serialisation."""
+    from mailer.invite import _full_ics
+
+    for case in CASES:
+        _same_as_whole(case.invite(), build_ics, _full_ics)
+        _same_as_whole(case.invite(sequence=2, method="CANCEL"), build_ics, _full_ics)
+
+
+def _same_as_whole(base: Invite, build: object, whole: object) -> None:
+    from dataclasses import replace
+
+    names_cases = [("Zoë Ng", "Łukasz Wójcik"), ("A, \"quoted\"; name", "B"), ("x" * 90, "y"),
+                   *((("é" * k) + "\\^;," * 30, "ü" * (40 + k)) for k in range(0, 12)),
+                   *((("x" * k) + "^" + "y" * 80, "z\\" * (k + 30)) for k in range(0, 80, 7))]
+    for pair, names in enumerate(names_cases):
+        other = replace(base, uid=f"{pair}-uid@example.org", summary=f"Meetup {names[0]} & {names[1]}, pair {pair}",
+                        description=f"For {names[0]};\\n and {names[1]}",
+                        attendees=((names[0], f"a{pair}@example.org"), (names[1], f"b{pair}@example.org")))
+        assert build(other) == whole(other)  # type: ignore[operator]

@@ -15,8 +15,8 @@ import vobject
 from mailer import runner
 from mailer.settings import Settings
 
-INVITED = datetime(2019, 12, 20, 15, tzinfo=UTC)  # the Midwinter meetup step's day
-ANNUAL_INVITED = datetime(2020, 5, 21, 15, tzinfo=UTC)
+INVITED = datetime(2019, 12, 20, 17, tzinfo=UTC)  # the Midwinter meetup step's day
+ANNUAL_INVITED = datetime(2020, 5, 21, 17, tzinfo=UTC)
 
 
 def messages(outbox: Path) -> dict[str, EmailMessage]:
@@ -130,7 +130,7 @@ def test_withdrawn_pair_gets_a_cancel_late_pair_without_invite_gets_nothing(sett
     runner.run(settings, now=INVITED)
     _edit(roster, "p01,Renée Côté,renee.cote@example.org,José Muñoz,jose.munoz@example.org,,active,,",
           "p01,Renée Côté,renee.cote@example.org,José Muñoz,jose.munoz@example.org,,withdrawn,2020-01-10,")
-    runner.run(settings, now=datetime(2020, 1, 10, 15, tzinfo=UTC), catch_up=True)
+    runner.run(settings, now=datetime(2020, 1, 10, 17, tzinfo=UTC), catch_up=True)
     keys = set(messages(settings.outbox_path))
     assert "2019-2020/p01/meetup-midwinter-2020/cancel-1" in keys
     assert not any(k.startswith("2019-2020/p13/meetup-midwinter") for k in keys)

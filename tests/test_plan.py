@@ -14,6 +14,7 @@ from mailer.program import load_program
 
 WINDOW = timedelta(days=14)
 NY = ZoneInfo("America/New_York")
+LA = ZoneInfo("America/Los_Angeles")
 
 
 @pytest.fixture
@@ -86,10 +87,22 @@ def test_due_sends_at_or_after_time_and_never_twice(program: Program) -> None:
     assert before.send == []
     now = planner.due(year, now=at, settled=set(), late_window=WINDOW)
     welcome = {o.key for o in now.send}
+    # p02's mentee is in Los Angeles and p07's mentor in Chicago: theirs wait for 09:00 there
     assert welcome == {f"2019-2020/{p}/welcome" for p in
-                       ("p01", "p02", "p03", "p04", "p06", "p07", "p08", "p09", "p10", "p11", "p12")}
+                       ("p01", "p03", "p04", "p06", "p08", "p09", "p10", "p11", "p12")}
+    later = planner.due(year, now=at + timedelta(hours=3), settled=welcome, late_window=WINDOW)
+    assert {o.key for o in later.send} == {"2019-2020/p02/welcome", "2019-2020/p07/welcome"}
+    assert next(o for o in later.send if o.pair.id == "p02").due_at == datetime(2019, 8, 1, 9, tzinfo=LA)
+    welcome |= {o.key for o in later.send}
     again = planner.due(year, now=at + timedelta(days=1), settled=welcome, late_window=WINDOW)
     assert again.send == []
+
+
+def test_each_partner_gets_a_per_partner_step_at_their_own_hour(program: Program) -> None:
+    occ = schedule(program, "2019-2020", "p03")  # the mentee is in Warsaw, the mentor in New York
+    assert occ["midyear/mentee"].due_at == datetime(2020, 2, 1, 9, tzinfo=ZoneInfo("Europe/Warsaw"))
+    assert occ["midyear/mentor"].due_at == datetime(2020, 2, 1, 9, tzinfo=NY)
+    assert occ["readings"].due_at == datetime(2019, 10, 1, 9, tzinfo=NY)  # the later of the two
 
 
 def test_missed_window_skips_and_catch_up_sends(program: Program) -> None:

@@ -6,6 +6,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.errors import InputError
 from mailer.model import month_day
@@ -147,3 +149,37 @@ def test_idn_domain_kept_and_sent_as_punycode(program_dir: Path) -> None:
     assert cohort is not None
     ed = cohort.pair("j05").mentor  # type: ignore[union-attr]
     assert ed.email == "ed@bücher.example" and ed.ascii_email == "ed@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("address", [
+    "ann@example.org", "Ann.Lee+mentoring@Example.ORG", "o'brien@example.com", "a@bücher.example",
+    "x@xn--bcher-kva.example", "first.last@sub.domain.example.org", "a..b@example.org", ".a@example.org",
+    "a.@example.org", "ann@localhost", "ann@example", "ann@-example.org", "ann@exa_mple.org",
+    "ann@example.test", "ann@[192.0.2.1]", "\"quoted\"@example.org", "zoë@example.org", "a" * 65 + "@example.org",
+    "ann@" + "x" * 250 + ".org", "ann@example.invalid", "UPPER@EXAMPLE.ORG",
+])
+def test_the_fast_address_check_agrees_with_email_validator(address: str) -> None:
+    """A roster of thousands validates common addresses by a cached domain check; it must give what
+    email-validator gives, or defer to it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from mailer.program import _Collector, _email
+
+    col = _Collector("roster.csv")
+    got = _email(address, "mentor_email", col)
+    try:
+        info = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        expected: tuple[str, str] | None = (info.normalized, info.ascii_email or info.normalized)
+    except EmailNotValidError:
+        expected = None
+    assert got == expected
+    assert bool(col.problems) == (expected is None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.emails(), st.builds(lambda a, b: f"{a}@{b}", st.text(max_size=20), st.text(max_size=30)),
+                 st.builds(lambda a, d: f"{a}@{d}", st.from_regex(r"[A-Za-z0-9.!#'+_-]{1,12}", fullmatch=True),
+                           st.sampled_from(["example.org", "Example.ORG", "localhost", "example.test",
+                                            "bücher.example", "a-.example", "x.invalid", "ex ample.org"]))))
+def test_the_fast_address_check_agrees_on_generated_addresses(address: str) -> None:
+    test_the_fast_address_check_agrees_with_email_validator(address)

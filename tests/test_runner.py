@@ -17,10 +17,10 @@ from mailer.settings import Settings
 
 
 def days(start: date, end: date) -> list[datetime]:
-    """15:00 UTC each day: after 09:00 New York and 08:00 Chicago all year round."""
+    """17:00 UTC each day: after 09:00 in New York, Chicago and Los Angeles (p02's Zoë) all year round."""
     out, d = [], start
     while d <= end:
-        out.append(datetime(d.year, d.month, d.day, 15, tzinfo=UTC))
+        out.append(datetime(d.year, d.month, d.day, 17, tzinfo=UTC))
         d += timedelta(days=1)
     return out
 
@@ -127,7 +127,7 @@ def test_rehearsal_refuses_a_foreign_folder(settings: Settings, tmp_path: Path) 
 
 
 def test_run_mid_year_skips_old_steps_and_catch_up_sends_them(settings: Settings) -> None:
-    now = datetime(2019, 10, 20, 15, tzinfo=UTC)
+    now = datetime(2019, 10, 20, 17, tzinfo=UTC)
     first = runner.run(settings, now=now)
     assert first.sent == 0 and first.skipped > 0
     rows = ledger_rows(settings)
@@ -137,25 +137,25 @@ def test_run_mid_year_skips_old_steps_and_catch_up_sends_them(settings: Settings
 
 
 def test_catch_up_on_a_fresh_ledger_sends_the_backlog(settings: Settings) -> None:
-    report = runner.run(settings, now=datetime(2019, 10, 20, 15, tzinfo=UTC), catch_up=True)
+    report = runner.run(settings, now=datetime(2019, 10, 20, 17, tzinfo=UTC), catch_up=True)
     assert report.sent == 3 * 11 and report.skipped == 0  # welcome, day-in-the-life, readings for 11 pairs
 
 
 def test_dry_run_records_and_writes_nothing(settings: Settings) -> None:
-    report = runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC), dry_run=True)
+    report = runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC), dry_run=True)
     assert len(report.planned) == 11 and report.sent == 0
     assert not settings.database_path.exists()
     assert not settings.outbox_path.exists()
 
 
 def test_limit_sends_only_that_many(settings: Settings) -> None:
-    now = datetime(2019, 8, 1, 15, tzinfo=UTC)
+    now = datetime(2019, 8, 1, 17, tzinfo=UTC)
     assert runner.run(settings, now=now, limit=1).sent == 1
     assert runner.run(settings, now=now).sent == 10
 
 
 def test_second_run_while_locked_sends_nothing(settings: Settings) -> None:
-    now = datetime(2019, 8, 1, 15, tzinfo=UTC)
+    now = datetime(2019, 8, 1, 17, tzinfo=UTC)
     with runner.run_lock(settings.database_path), pytest.raises(LockBusy, match="this run sent nothing"):
         runner.run(settings, now=now)
     assert not settings.outbox_path.exists() or not any((settings.outbox_path / "new").iterdir())
@@ -166,7 +166,7 @@ def test_broken_template_stops_before_the_first_send(settings: Settings) -> None
     tpl.write_text(tpl.read_text(encoding="utf-8").replace("{% block body %}", "{% block body %}{{ nope }}", 1),
                    encoding="utf-8")
     with pytest.raises(InputError, match=r"welcome.html.j2:\d+: undefined variable: 'nope' is undefined"):
-        runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+        runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert not settings.database_path.exists() or ledger_rows(settings) == {}
 
 
@@ -174,13 +174,13 @@ def test_bad_rows_are_reported_good_pairs_served_exit_1(settings: Settings) -> N
     roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
     with roster.open("a", encoding="utf-8") as f:
         f.write("p13,Ann Example,ann@@example.org,Bo Example,bo@example.org,,active,,,,,\n")
-    report = runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+    report = runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert report.sent == 11 and report.exit_code == 1
     assert "roster.csv:14 (row 13): mentor_email" in str(report.bad_rows[0])
 
 
 def test_ledger_and_outbox_are_owner_only(settings: Settings) -> None:
-    runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+    runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert settings.database_path.stat().st_mode & 0o777 == 0o600
     assert settings.outbox_path.stat().st_mode & 0o777 == 0o700
     lock = settings.database_path.with_name(settings.database_path.name + ".lock")
@@ -190,25 +190,25 @@ def test_ledger_and_outbox_are_owner_only(settings: Settings) -> None:
 
 
 def test_a_run_with_nothing_due_takes_the_fast_path(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+    runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
 
     def no_loading(*_a: object, **_k: object) -> None:
         raise AssertionError("the year was loaded")
 
     with monkeypatch.context() as m:
         m.setattr(runner, "load", no_loading)
-        idle = runner.run(settings, now=datetime(2019, 8, 20, 15, tzinfo=UTC))
+        idle = runner.run(settings, now=datetime(2019, 8, 20, 17, tzinfo=UTC))
     assert idle.idle and idle.sent == 0 and idle.exit_code == 0
     # the next step's day is not idle
-    assert runner.run(settings, now=datetime(2019, 9, 1, 15, tzinfo=UTC)).sent == 11
+    assert runner.run(settings, now=datetime(2019, 9, 1, 17, tzinfo=UTC)).sent == 11
 
 
 def test_an_edited_roster_ends_the_fast_path(settings: Settings) -> None:
-    runner.run(settings, now=datetime(2019, 8, 1, 15, tzinfo=UTC))
+    runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
     with roster.open("a", encoding="utf-8") as f:
         f.write("p13,Ann New,ann.new@example.org,Bo New,bo.new@example.org,,active,,,,,\n")
-    report = runner.run(settings, now=datetime(2019, 8, 2, 15, tzinfo=UTC))
+    report = runner.run(settings, now=datetime(2019, 8, 2, 17, tzinfo=UTC))
     assert not report.idle and report.sent == 1  # the new pair's welcome, within the window
 
 

@@ -19,7 +19,7 @@ from mailer.smtp import SmtpTransport
 from mailer.transport import Outgoing
 from tests.smtpd import SMTP_PASSWORD, SMTP_USER, SmtpServer
 
-WELCOME = datetime(2019, 8, 1, 15, tzinfo=UTC)  # 11 messages, one per active pair
+WELCOME = datetime(2019, 8, 1, 17, tzinfo=UTC)  # 11 messages, one per active pair
 ZOE = "zoe.ng@example.com"  # p02's mentee
 
 
@@ -279,3 +279,30 @@ def test_claims_keep_two_unlocked_runners_from_doubling(settings: Settings, smtp
     assert sum(r.sent for r in reports) == 11
     assert len(smtp_server.accepted()) == 11
     assert_no_duplicates(smtp_server)
+
+
+@pytest.mark.parametrize("fault", [
+    None,
+    {"stage": "rcpt", "code": 451, "text": "4.7.1 later", "match": ZOE, "times": 1},
+    {"stage": "rcpt", "code": 550, "text": "5.1.1 no such user", "match": ZOE, "times": -1},
+    {"stage": "mail", "code": 451, "text": "4.3.0 try again", "times": 1},
+    {"stage": "mail", "code": 421, "text": "4.3.2 closing", "times": 1},
+    {"stage": "data", "code": 554, "text": "5.7.1 rejected", "times": 1},
+])
+def test_pipelined_transactions_handle_every_answer(settings: Settings, smtp_server: SmtpServer,
+                                                    fault: dict[str, object] | None) -> None:
+    """With PIPELINING advertised, the envelope and DATA go in one write; each answer still counts."""
+    smtp_server.pipelining = True
+    if fault:
+        smtp_server.add_fault(**fault)  # type: ignore[arg-type]
+    s = smtp_settings(settings, smtp_server)
+    report = runner.run(s, now=WELCOME)
+    assert_no_duplicates(smtp_server)
+    permanent = fault is not None and str(fault["code"]).startswith("5")
+    assert report.sent + report.failed == 11 and report.deferred == 0
+    assert report.failed == (1 if fault and fault["stage"] == "data" else 0)
+    assert report.refused == (1 if permanent and fault and fault["stage"] == "rcpt" else 0)
+    delivered = {rcpt for r in smtp_server.accepted() for rcpt in r.rcpt_tos}
+    if not permanent:
+        assert ZOE in delivered and len(smtp_server.accepted()) == 11 + (fault is not None and
+                                                                         fault["stage"] == "rcpt")
