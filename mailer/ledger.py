@@ -332,6 +332,11 @@ class Ledger:
             conn.execute("UPDATE runs SET finished_at=?, sent=?, skipped=?, failed=?, deferred=?, uncertain=? "
                          "WHERE id=?", (_iso(now), sent, skipped, failed, deferred, uncertain, run_id))
 
+    def rows_in_state(self, state: str) -> list[Row]:
+        """Only the rows in one state (the digest's uncertain messages), not the whole ledger."""
+        return [_row(r) for r in self.conn.execute("SELECT * FROM messages WHERE state = ? ORDER BY due_at, key",
+                                                   (state,))]
+
     def rows(self, cohort: str | None = None) -> list[Row]:
         sql = "SELECT * FROM messages" + (" WHERE cohort=?" if cohort else "") + " ORDER BY due_at, key"
         return [_row(r) for r in self.conn.execute(sql, (cohort,) if cohort else ())]

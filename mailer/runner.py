@@ -265,7 +265,7 @@ def send_digests(program: Program, ledger: Ledger, transport: Transport, report:
     settled = ledger.settled_keys(report.now)
     upcoming_30 = planner.upcoming(occurrences(program, ledger, report.now), start=report.now,
                                    end=report.now + timedelta(days=30), settled=settled)
-    uncertain = [r for r in ledger.rows() if r.state == UNCERTAIN_STATE]
+    uncertain = ledger.rows_in_state(UNCERTAIN_STATE)
     for address, cohort_ids in sorted(by_coordinator.items()):
         name = next(c.coordinator.name for c in program.cohorts if c.id == cohort_ids[0])
         rendered = digest.build(program, facts, cohorts=cohort_ids, uncertain=uncertain, upcoming=upcoming_30)
