@@ -59,9 +59,17 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build Settings from the environment, turning pydantic's report into one ConfigError."""
+    """Build Settings from the environment and .env files, turning pydantic's report into one ConfigError.
+
+    Two .env files are read: the current folder's, then the program folder's (which wins), so
+    `mentor-mailer -C /srv/mentoring run` from anywhere finds the program's own settings.
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        program_env = settings.program_dir / ".env"
+        if program_env.is_file() and program_env.resolve() != Path(".env").resolve():
+            settings = Settings(**overrides, _env_file=(".env", program_env))  # type: ignore[arg-type,call-arg]
+        return settings
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -135,3 +135,15 @@ def test_csv_exports_neutralise_formulas(settings: Settings, capsys: pytest.Capt
                  "--csv"]) == 0
     plan = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(plan) == 11 and plan[0]["to"].count("@") == 2
+
+
+def test_the_program_folders_env_file_is_read_from_anywhere(settings: Settings, tmp_path: Path) -> None:
+    (settings.program_dir / ".env").write_text(f"MENTOR_MAILER_DATABASE={tmp_path / 'from-env.sqlite3'}\n"
+                                               f"MENTOR_MAILER_OUTBOX_DIR={tmp_path / 'env-outbox'}\n"
+                                               "MENTOR_MAILER_DIGEST=false\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = cli("-C", str(settings.program_dir), "run", "--now", "2019-08-01T17:00:00Z", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from-env.sqlite3").exists()
+    assert len(list((tmp_path / "env-outbox/new").iterdir())) == 11
