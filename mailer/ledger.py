@@ -83,6 +83,16 @@ _MIGRATIONS: list[str] = [
         updated_at  TEXT NOT NULL
     )
     """,
+    # 4: each pair's roster status as runs saw it, so an undated pause or withdrawal has a date
+    """
+    CREATE TABLE pair_status (
+        cohort  TEXT NOT NULL,
+        pair    TEXT NOT NULL,
+        status  TEXT NOT NULL,
+        since   TEXT NOT NULL,
+        PRIMARY KEY (cohort, pair, since)
+    )
+    """,
 ]
 
 
@@ -300,6 +310,26 @@ class Ledger:
                            step=r["step"], sequence=r["sequence"], method=r["method"],
                            details=json.loads(r["details"]))
                 for r in self.conn.execute("SELECT * FROM invites ORDER BY uid")]
+
+    def observe_statuses(self, seen: Iterable[tuple[str, str, str]], now: datetime) -> dict[
+            tuple[str, str], list[tuple[str, datetime]]]:
+        """Record each pair's status where it differs from the last one seen; return every pair's
+        history, oldest first. The roster says only how a pair is now; this says since when."""
+        history = self.status_history()
+        changed = [(c, p, s) for c, p, s in seen if not history.get((c, p)) or history[(c, p)][-1][0] != s]
+        if changed:
+            with self.transaction() as conn:
+                conn.executemany("INSERT OR IGNORE INTO pair_status VALUES (?, ?, ?, ?)",
+                                 [(c, p, s, _iso(now)) for c, p, s in changed])
+            for c, p, s in changed:
+                history.setdefault((c, p), []).append((s, now))
+        return history
+
+    def status_history(self) -> dict[tuple[str, str], list[tuple[str, datetime]]]:
+        history: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
+        for c, p, s, since in self.conn.execute("SELECT cohort, pair, status, since FROM pair_status ORDER BY since"):
+            history.setdefault((c, p), []).append((s, datetime.fromisoformat(since)))
+        return history
 
     def get_meta(self, name: str) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()

@@ -6,8 +6,8 @@ any day, a rerun, or a rehearsal of the whole year all see the same schedule.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
@@ -145,6 +145,40 @@ def _conference_reason(step: Step, due_at: datetime) -> str | None:
 def _in_span(step: Step, span: tuple[date, date | None, str]) -> bool:
     a, b, _ = span
     return a <= step.due and (b is None or step.due < b)
+
+
+def with_history(program: Program, history: Mapping[tuple[str, str], list[tuple[str, datetime]]]) -> Program:
+    """Date the roster's undated status changes by when runs first saw them.
+
+    A pair marked `paused` or `withdrawn` without dates is taken to be so since a run first saw that
+    status; a pair active again after such a pause resumes from the day a run saw it active, with the
+    `late` rules for what it missed. Dates in the roster always win.
+    """
+    cohorts = []
+    for cohort in program.cohorts:
+        pairs = []
+        for pair in cohort.pairs:
+            seen = history.get((cohort.id, pair.id), [])
+            if pair.status_from is None and pair.status_until is None and seen:
+                pair = _dated(pair, seen, cohort)
+            pairs.append(pair)
+        cohorts.append(replace(cohort, pairs=tuple(pairs)))
+    return replace(program, cohorts=tuple(cohorts))
+
+
+def _dated(pair: Pair, seen: list[tuple[str, datetime]], cohort: Cohort) -> Pair:
+    def day(at: datetime) -> date:
+        return at.astimezone(cohort.timezone).date()
+
+    status, since = seen[-1]
+    if pair.status != status:  # not recorded for this status (a dry run): nothing to date it by
+        return pair
+    if status in ("paused", "withdrawn"):
+        return replace(pair, status_from=day(since))
+    if len(seen) >= 2 and seen[-2][0] == "paused":
+        # active again after a pause: the pause becomes a dated one that ended when it was lifted
+        return replace(pair, status="paused", status_from=day(seen[-2][1]), status_until=day(since))
+    return pair
 
 
 def year_schedule(program: Program) -> Iterator[Occurrence]:

@@ -181,6 +181,7 @@ def run(
         if settings.database_path.exists():
             with Ledger.open(settings.database_path) as ledger:
                 settled, retrying = ledger.settled_keys(now), ledger.retrying_keys()
+                program = planner.with_history(program, ledger.status_history())
                 changes = _meetups().invite_changes(program.cohorts, ledger.sent_invites(), now)
         todo = planner.due([*planner.year_schedule(program), *changes], now=now, settled=settled,
                            late_window=window, retrying=retrying)
@@ -353,6 +354,8 @@ def _execute(program: Program, ledger: Ledger, transport: Transport, report: Run
              progress: Callable[[int, int], None] | None, renderer: Renderer | None, retry_after: timedelta,
              stop: Callable[[], bool] | None, exclusive: bool) -> RunReport:
     report.recovered = ledger.recover(now, alive=lambda o: _claim_alive(o, exclusive=exclusive))
+    program = planner.with_history(program, ledger.observe_statuses(
+        ((c.id, p.id, p.status) for c in program.cohorts for p in c.pairs), now))
     todo = planner.due(occurrences(program, ledger, now), now=now, settled=ledger.settled_keys(now),
                        late_window=late_window, retrying=ledger.retrying_keys())
     renderer = renderer or Renderer(program.templates_dir)

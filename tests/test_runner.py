@@ -217,3 +217,46 @@ def test_a_withdrawal_date_wakes_the_run_for_its_cancellation(settings: Settings
     runner.run(settings, now=datetime(2020, 5, 22, 17, tzinfo=UTC))  # records the wake time
     report = runner.run(settings, now=datetime(2020, 6, 8, 17, tzinfo=UTC))
     assert not report.idle and report.invites["CANCEL"] == 1
+
+
+def _set_status(settings: Settings, pair: str, status: str) -> None:
+    roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
+    lines = roster.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split(",")
+        if cells[0] == pair:
+            cells[6] = status
+            lines[i] = ",".join(cells)
+    roster.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_an_undated_pause_resumes_with_the_current_step(settings: Settings) -> None:
+    """The coordinator just types `paused`, later `active`, in the roster: runs date the change."""
+    def p01(report_keys: set[str]) -> set[str]:
+        return {k.split("/", 2)[2] for k in report_keys if k.startswith("2019-2020/p01/")}
+
+    for day in (date(2019, 8, 1), date(2019, 11, 1)):
+        runner.run(settings, now=datetime(day.year, day.month, day.day, 17, tzinfo=UTC))
+    _set_status(settings, "p01", "paused")
+    runner.run(settings, now=datetime(2019, 11, 25, 17, tzinfo=UTC))
+    for day in (date(2019, 12, 1), date(2019, 12, 20)):
+        runner.run(settings, now=datetime(day.year, day.month, day.day, 17, tzinfo=UTC))
+    sent_before = {k for k, v in ledger_rows(settings).items() if v == "sent"}
+    assert p01(sent_before) == {"welcome", "resumes"}  # nothing while paused (Aug-Oct runs were missed)
+    _set_status(settings, "p01", "active")
+    runner.run(settings, now=datetime(2019, 12, 22, 17, tzinfo=UTC))
+    rows = ledger_rows(settings)
+    sent_now = {k for k, v in rows.items() if v == "sent"} - sent_before
+    # back: the current activity (project-plan, 21 days old, past the window) and the meetup invitation
+    assert p01(sent_now) == {"project-plan", "meetup-midwinter-2020"}
+    assert rows["2019-2020/p01/project-plan"] == "sent"
+
+
+def test_an_undated_withdrawal_cancels_from_the_day_it_is_seen(settings: Settings) -> None:
+    runner.run(settings, now=datetime(2019, 12, 20, 17, tzinfo=UTC), catch_up=True)
+    _set_status(settings, "p04", "withdrawn")
+    report = runner.run(settings, now=datetime(2020, 1, 5, 17, tzinfo=UTC))
+    assert report.invites["CANCEL"] == 1
+    assert "2019-2020/p04/meetup-midwinter-2020/cancel-1" in ledger_rows(settings)
+    assert runner.run(settings, now=datetime(2020, 2, 1, 17, tzinfo=UTC), catch_up=True).by_step[
+        ("2019-2020", "midyear", "sent")] == 20  # p04's pair is gone; p06 paused (dated): 10 pairs x 2
