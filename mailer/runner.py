@@ -124,6 +124,15 @@ def _meetups() -> Any:
     return meetups
 
 
+def _load_seen(settings: Settings, cohorts: list[str] | None = None) -> Program:
+    """The program as the last run saw it: undated status changes dated from the ledger (read only)."""
+    program = load(settings, cohorts)
+    if settings.database_path.exists():
+        with Ledger.open(settings.database_path) as ledger:
+            program = planner.with_history(program, ledger.status_history())
+    return program
+
+
 def step_label(occ: Occurrence) -> str:
     """The step as reports name it: a meetup's update or cancellation is told apart from the invitation."""
     if occ.change is None:
@@ -527,7 +536,7 @@ def _prepare_rehearsal_dir(target: Path) -> None:
 def upcoming(settings: Settings, *, start: datetime | None = None, end: datetime | None = None,
              cohorts: list[str] | None = None) -> list[Occurrence]:
     """Messages not yet sent whose time falls in [start, end): by default the next 30 days."""
-    program = load(settings, cohorts)
+    program = _load_seen(settings, cohorts)
     start = start or datetime.now(UTC)
     end = end or start + timedelta(days=30)
     settled: set[str] = set()
@@ -543,7 +552,7 @@ def status(settings: Settings, *, cohorts: list[str] | None = None,
            now: datetime | None = None) -> list[CohortStatus]:
     """The ledger's view per cohort and step, with each cohort's next step."""
     now = now or datetime.now(UTC)
-    program = load(settings, cohorts)
+    program = _load_seen(settings, cohorts)
     rows: list[Row] = []
     settled: set[str] = set()
     if settings.database_path.exists():
@@ -584,7 +593,7 @@ def preview(settings: Settings, *, pair: str, step: str, cohort: str | None = No
 def export_invites(settings: Settings, *, cohort: str, out: Path, now: datetime | None = None) -> list[Path]:
     """Write each pair's current invitation as an .ics file: as last sent, or as it will next go out."""
     now = now or datetime.now(UTC)
-    program = load(settings, [cohort])
+    program = _load_seen(settings, [cohort])
     sent: dict[str, SentInvite] = {}
     changes: dict[tuple[str, str], Occurrence] = {}
     if settings.database_path.exists():
@@ -642,7 +651,7 @@ def html_report(settings: Settings, out: Path, *, now: datetime | None = None) -
     from mailer.htmlreport import render_report
 
     now = now or datetime.now(UTC)
-    program = load(settings)
+    program = _load_seen(settings)
     rows: list[Row] = []
     nxt: list[Occurrence] = []
     if settings.database_path.exists():
