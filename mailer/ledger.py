@@ -371,10 +371,6 @@ class Ledger:
         sql = "SELECT * FROM messages" + (" WHERE cohort=?" if cohort else "") + " ORDER BY due_at, key"
         return [_row(r) for r in self.conn.execute(sql, (cohort,) if cohort else ())]
 
-    def last_run(self) -> dict[str, Any] | None:
-        r = self.conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        return dict(r) if r else None
-
 
 def _row(r: sqlite3.Row) -> Row:
     return Row(key=r["key"], cohort=r["cohort"], pair=r["pair"], step=r["step"], role=r["role"],

@@ -85,8 +85,3 @@ def plan_rows(occurrences: Iterable[Occurrence]) -> list[dict[str, object]]:
             "key": o.key,
         })
     return rows
-
-
-def as_local(dt: datetime, program: Program, cohort_id: str) -> datetime:
-    cohort = program.cohort(cohort_id)
-    return dt.astimezone(cohort.timezone) if cohort else dt
