@@ -21,11 +21,12 @@ SIZE = (1400, 1800)
 
 def main(out: Path = REPO / "docs" / "report.png", size: tuple[int, int] = SIZE) -> int:
     sys.path.insert(0, str(REPO))
-    from mailer import plan, runner
-    from mailer.htmlreport import render_report
-    from mailer.ledger import Ledger
-    from mailer.program import load_program
-    from mailer.settings import Settings
+    from mailer.app import runner
+    from mailer.core import plan
+    from mailer.core.htmlreport import render_report
+    from mailer.load.program import load_program
+    from mailer.shell.ledger import Ledger
+    from mailer.shell.settings import Settings
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

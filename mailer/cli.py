@@ -17,7 +17,7 @@ from mailer import __version__
 from mailer.errors import EXIT_BAD_INPUT, EXIT_OK, MailerError
 
 if TYPE_CHECKING:
-    from mailer.settings import Settings
+    from mailer.shell.settings import Settings
 
 PROG = "mentor-mailer"
 
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from mailer.settings import load_settings
+        from mailer.shell.settings import load_settings
 
         overrides: dict[str, Any] = {}
         if args.program_dir is not None:
@@ -158,7 +158,7 @@ def _print_problems(problems: Sequence[object], title: str) -> None:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.checks import check_program
+    from mailer.app.check import check_program
 
     result = check_program(settings)
     _print_problems(result.warnings, "warnings")
@@ -173,14 +173,14 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
-    from mailer.report import plan_rows
-    from mailer.runner import upcoming
+    from mailer.app.runner import upcoming
+    from mailer.core.status import plan_rows
 
     start = datetime.combine(args.start, time(0), tzinfo=UTC) if args.start else None
     end = datetime.combine(args.end, time(23, 59, 59), tzinfo=UTC) if args.end else None
     rows = plan_rows(upcoming(settings, start=start, end=end, cohorts=args.cohort))
     if args.csv:
-        from mailer.csvout import write_csv
+        from mailer.core.csvout import write_csv
 
         write_csv(rows, ["date", "due_at", "cohort", "pair", "step", "to", "key"], sys.stdout)
         return EXIT_OK
@@ -198,7 +198,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.runner import preview
+    from mailer.app.runner import preview
 
     out = preview(settings, cohort=args.cohort, pair=args.pair, step=args.step, role=args.role, fmt=args.format)
     sys.stdout.write(out)
@@ -206,7 +206,7 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.runner import run
+    from mailer.app.runner import run
 
     with _progress(enabled=not args.quiet and not args.dry_run) as progress, _graceful_stop() as stop:
         report = run(settings, now=args.now, dry_run=args.dry_run, catch_up=args.catch_up,
@@ -235,7 +235,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from mailer.runner import rehearse
+    from mailer.app.runner import rehearse
 
     with _progress(enabled=True) as progress:
         result = rehearse(settings, outbox=args.outbox, cohorts=args.cohort, progress=progress)
@@ -250,7 +250,7 @@ def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.runner import export_invites
+    from mailer.app.runner import export_invites
 
     written = export_invites(settings, cohort=args.cohort, out=args.out)
     print(f"wrote {len(written)} invitation(s) to {args.out}")
@@ -260,21 +260,21 @@ def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import logging
 
-    from mailer.runner import serve
+    from mailer.app.runner import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     return serve(settings)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.runner import html_report
+    from mailer.app.runner import html_report
 
     print(f"wrote {html_report(settings, args.out)}")
     return EXIT_OK
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.runner import init
+    from mailer.app.runner import init
 
     files = init(args.dir)
     print(f"created {args.dir} ({len(files)} files). Next: edit cohorts/example/cohort.toml and roster.csv, "
@@ -286,11 +286,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from mailer.runner import status
+    from mailer.app.runner import status
 
     cohorts = status(settings, cohorts=args.cohort)
     if args.csv:
-        from mailer.csvout import write_csv
+        from mailer.core.csvout import write_csv
 
         flat = [{"cohort": c.cohort, "step": s.step, "due": s.due, "description": s.description, **s.counts}
                 for c in cohorts for s in c.steps]

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailer.errors import LockBusy, MailerError
-from mailer.settings import Settings
+from mailer.shell.settings import Settings
 
 log = logging.getLogger("mentor_mailer")
 MISFIRE_GRACE = 6 * 3600  # seconds: a daemon suspended overnight still runs when it wakes
@@ -38,7 +38,7 @@ class Daemon:
 
     def job(self, now: datetime | None = None) -> Any:
         """One scheduled run: the cron-mode run, logged in one line; never raises into the scheduler."""
-        from mailer import runner
+        from mailer.app import runner
 
         run = self._runner or runner.run
         with self.busy:
@@ -70,7 +70,7 @@ class Daemon:
         """Run until a signal; return the exit code."""
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        from mailer.schedule import cron_trigger
+        from mailer.core.schedule import cron_trigger
 
         trigger = cron_trigger(schedule, timezone)
         with _serve_lock(self.settings.database_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.settings import ENV_PREFIX, Settings
+from mailer.shell.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailer.cli import build_parser, main
-from mailer.settings import Settings
+from mailer.shell.settings import Settings
 
 COMMANDS = ["check", "plan", "preview", "run", "rehearse", "status", "invites", "serve", "report", "init"]
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mailer import plan as planner
-from mailer.compose import Renderer, build_message, context, header_safe, message_id
+from mailer.core import plan as planner
+from mailer.core.compose import build_message, context, message_id
+from mailer.core.mime import header_safe
+from mailer.core.model import Program
 from mailer.errors import InputError
-from mailer.model import Program
-from mailer.program import load_program
+from mailer.load.program import load_program
+from mailer.load.templates import renderer_for
 
 NOW = datetime(2019, 8, 1, 13, tzinfo=UTC)
 
@@ -29,12 +31,12 @@ def parse(data: bytes) -> email.message.EmailMessage:
 
 
 def build(program: Program, occ: planner.Occurrence, secret: bytes = b"s") -> bytes:
-    rendered = Renderer(program.templates_dir).render(context(program, occ), occ.step.template)
+    rendered = renderer_for(program.templates_dir).render(context(program, occ), occ.step.template)
     return build_message(occ, rendered, msg_id=message_id(secret, occ.key, "example.org"), now=NOW)
 
 
 def test_every_step_renders_for_every_pair_in_text_and_html(program: Program) -> None:
-    renderer = Renderer(program.templates_dir)
+    renderer = renderer_for(program.templates_dir)
     rendered: set[tuple[str, str, str | None]] = set()
     for occ in planner.year_schedule(program):
         r = renderer.render(context(program, occ), occ.step.template)
@@ -51,7 +53,7 @@ def test_every_step_renders_for_every_pair_in_text_and_html(program: Program) ->
 
 def test_readings_lists_every_citation(program: Program) -> None:
     occ = next(o for o in planner.year_schedule(program) if o.step.key == "readings")
-    r = Renderer(program.templates_dir).render(context(program, occ), "readings")
+    r = renderer_for(program.templates_dir).render(context(program, occ), "readings")
     for cite in program.readings:
         assert cite in r.text
     assert "Hussey, L. K., &amp; Campbell-Meier" in r.html  # autoescaped in HTML only
@@ -59,7 +61,7 @@ def test_readings_lists_every_citation(program: Program) -> None:
 
 def test_each_partner_gets_their_own_wording(program: Program) -> None:
     occs = [o for o in planner.year_schedule(program) if o.key.startswith("2019-2020/p01/midyear/")]
-    renderer = Renderer(program.templates_dir)
+    renderer = renderer_for(program.templates_dir)
     mentor, mentee = (renderer.render(context(program, o), o.step.template) for o in occs)
     assert mentor.text != mentee.text
     assert mentor.text.startswith("Hi Renée,") and mentee.text.startswith("Hi José,")
@@ -100,7 +102,7 @@ def test_no_name_or_subject_can_add_a_header(program: Program, evil: str) -> Non
     mentor = dataclasses.replace(occ.pair.mentor, name=evil)
     pair = dataclasses.replace(occ.pair, mentor=mentor)
     occ = dataclasses.replace(occ, pair=pair)
-    rendered = Renderer(program.templates_dir).render(context(program, occ), occ.step.template)
+    rendered = renderer_for(program.templates_dir).render(context(program, occ), occ.step.template)
     rendered = dataclasses.replace(rendered, subject=evil)
     msg = parse(build_message(occ, rendered, msg_id="<x@example.org>", now=NOW))
     names = [k.lower() for k in msg]
@@ -118,7 +120,7 @@ def test_undefined_variable_names_template_and_line(program: Program) -> None:
     tpl.write_text("\n".join(lines), encoding="utf-8")
     occ = next(o for o in planner.year_schedule(program) if o.step.key == "trend")
     with pytest.raises(InputError) as err:
-        Renderer(program.templates_dir).render(context(program, occ), "trend")
+        renderer_for(program.templates_dir).render(context(program, occ), "trend")
     assert f"templates/email/trend.txt.j2:{body + 2}: undefined variable" in str(err.value)
 
 
@@ -127,7 +129,7 @@ def test_syntax_error_names_template_and_line(program: Program) -> None:
     tpl.write_text("{% extends 'base.html.j2' %}\n{% block body %}\n{% if %}\n{% endblock %}\n", encoding="utf-8")
     occ = next(o for o in planner.year_schedule(program) if o.step.key == "webinar")
     with pytest.raises(InputError, match=r"templates/email/webinar.html.j2:3: template syntax error"):
-        Renderer(program.templates_dir).render(context(program, occ), "webinar")
+        renderer_for(program.templates_dir).render(context(program, occ), "webinar")
 
 
 def test_sandbox_refuses_unsafe_attribute_access(program: Program) -> None:
@@ -135,4 +137,4 @@ def test_sandbox_refuses_unsafe_attribute_access(program: Program) -> None:
     tpl.write_text("{% block subject %}x{% endblock %}{{ pair.__class__.__mro__ }}", encoding="utf-8")
     occ = next(o for o in planner.year_schedule(program) if o.step.key == "webinar")
     with pytest.raises(InputError, match=r"webinar\.txt\.j2"):
-        Renderer(program.templates_dir).render(context(program, occ), "webinar")
+        renderer_for(program.templates_dir).render(context(program, occ), "webinar")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.settings import Settings
+from mailer.shell.settings import Settings
 from tests.smtpd import SmtpServer
 
 PAIRS = 240

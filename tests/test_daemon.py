@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer import runner
+from mailer.app import runner
+from mailer.core.schedule import cron_trigger
 from mailer.daemon import Daemon
 from mailer.errors import ConfigError
-from mailer.schedule import cron_trigger
-from mailer.settings import Settings
+from mailer.shell.settings import Settings
 from tests.smtpd import SmtpServer
 
 NY = ZoneInfo("America/New_York")

@@ -7,8 +7,8 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
-from mailer import runner
-from mailer.settings import Settings
+from mailer.app import runner
+from mailer.shell.settings import Settings
 from tests.smtpd import SmtpServer
 
 WELCOME = datetime(2019, 8, 5, 17, tzinfo=UTC)  # the welcome went out on Aug 1; within the window

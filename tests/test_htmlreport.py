@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 
-from mailer import runner
-from mailer.htmlreport import render_report
-from mailer.ledger import Ledger, Row
-from mailer.model import Program
-from mailer.plan import Occurrence
-from mailer.program import load_program
-from mailer.settings import Settings
+from mailer.app import runner
+from mailer.core.htmlreport import render_report
+from mailer.core.model import Program
+from mailer.core.plan import Occurrence
+from mailer.core.records import Row
+from mailer.load.program import load_program
+from mailer.shell.ledger import Ledger
+from mailer.shell.settings import Settings
 
 RUNS = [datetime(2019, 8, 1, 17, tzinfo=UTC), datetime(2019, 9, 1, 17, tzinfo=UTC),
         datetime(2019, 12, 20, 17, tzinfo=UTC)]

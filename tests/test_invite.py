@@ -20,7 +20,7 @@ import pytest
 import vobject
 from dateutil.rrule import rrulestr
 
-from mailer.invite import PRODID, Invite, build_ics, invite_uid, vtimezone
+from mailer.core.ical import PRODID, Invite, build_ics, invite_uid, vtimezone
 
 DATA = Path(__file__).resolve().parent / "data"
 DOMAIN = "mentoring.example.org"
@@ -512,7 +512,7 @@ def test_expected_files_are_one_meetup_in_three_versions() -> None:
 
 def test_the_reused_skeleton_gives_the_bytes_icalendar_would() -> None:
     """build_ics reuses a meetup's serialised parts across pairs; it must equal a whole serialisation."""
-    from mailer.invite import _full_ics
+    from mailer.core.ical import _full_ics
 
     for case in CASES:
         _same_as_whole(case.invite(), build_ics, _full_ics)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailer.errors import LedgerError
-from mailer.ledger import Claim, Ledger
+from mailer.shell.ledger import Claim, Ledger
 
 NOW = datetime(2019, 8, 1, 13, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ import icalendar
 import pytest
 import vobject
 
-from mailer import runner
-from mailer.settings import Settings
+from mailer.app import runner
+from mailer.shell.settings import Settings
 
 INVITED = datetime(2019, 12, 20, 17, tzinfo=UTC)  # the Midwinter meetup step's day
 ANNUAL_INVITED = datetime(2020, 5, 21, 17, tzinfo=UTC)

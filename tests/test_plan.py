@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer import plan as planner
-from mailer.model import Program
-from mailer.program import load_program
+from mailer.core import plan as planner
+from mailer.core.model import Program
+from mailer.load.program import load_program
 
 WINDOW = timedelta(days=14)
 NY = ZoneInfo("America/New_York")

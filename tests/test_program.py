@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.core.model import month_day
 from mailer.errors import InputError
-from mailer.model import month_day
-from mailer.program import load_program
+from mailer.load.program import load_program
 
 
 def test_sample_loads_with_both_cohorts(program_dir: Path) -> None:
@@ -163,7 +163,7 @@ def test_the_fast_address_check_agrees_with_email_validator(address: str) -> Non
     email-validator gives, or defer to it."""
     from email_validator import EmailNotValidError, validate_email
 
-    from mailer.program import _Collector, _email
+    from mailer.load.program import _Collector, _email
 
     col = _Collector("roster.csv")
     got = _email(address, "mentor_email", col)

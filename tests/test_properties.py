@@ -33,13 +33,16 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from mailer import plan as planner
-from mailer.compose import Rendered, Renderer, build_message, context, header_safe
-from mailer.csvout import safe_cell, write_csv
+from mailer.core import plan as planner
+from mailer.core.compose import build_message, context
+from mailer.core.csvout import safe_cell, write_csv
+from mailer.core.mime import header_safe
+from mailer.core.model import Program
+from mailer.core.plan import Occurrence
+from mailer.core.render import Rendered
 from mailer.errors import InputError, Problem
-from mailer.model import Program
-from mailer.plan import Occurrence
-from mailer.program import load_program
+from mailer.load.program import load_program
+from mailer.load.templates import renderer_for
 from tests.conftest import REPO
 
 ROSTER = "cohorts/2019-2020/roster.csv"
@@ -567,7 +570,7 @@ EXPECTED_HEADERS = sorted(["From", "To", "Reply-To", "Subject", "Date", "Message
 def welcome() -> tuple[Occurrence, Rendered]:
     program = load_program(REPO)
     occ = next(o for o in planner.year_schedule(program) if o.key == "2019-2020/p01/welcome")
-    rendered = Renderer(program.templates_dir).render(context(program, occ), occ.step.template)
+    rendered = renderer_for(program.templates_dir).render(context(program, occ), occ.step.template)
     return occ, rendered
 
 

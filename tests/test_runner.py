@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mailer import runner
+from mailer.app import runner
 from mailer.errors import InputError, LockBusy
-from mailer.settings import Settings
+from mailer.shell.settings import Settings
 
 
 def days(start: date, end: date) -> list[datetime]:

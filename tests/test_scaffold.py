@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mailer import runner
+from mailer.app import runner
 from mailer.errors import InputError
-from mailer.program import load_program
+from mailer.load.program import load_program
 
 
 def test_init_creates_a_program_check_accepts(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_init_then_add_a_pair_and_rehearse(tmp_path: Path) -> None:
     roster = tmp_path / "p/cohorts/example/roster.csv"
     with roster.open("a", encoding="utf-8") as f:
         f.write("a1,Ada Mentor,ada@example.org,Bea Mentee,bea@example.org,,,,,,,\n")
-    from mailer.settings import Settings
+    from mailer.shell.settings import Settings
 
     s = Settings(program_dir=tmp_path / "p", _env_file=None)  # type: ignore[call-arg]
     result = runner.rehearse(s, outbox=tmp_path / "year")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mailer import runner
+from mailer.app import runner
 from mailer.errors import ConfigError
-from mailer.ledger import Ledger
-from mailer.settings import Settings
-from mailer.smtp import SmtpTransport
-from mailer.transport import Outgoing
+from mailer.shell.ledger import Ledger
+from mailer.shell.settings import Settings
+from mailer.shell.smtp import SmtpTransport
+from mailer.shell.transport import Outgoing
 from tests.smtpd import SMTP_PASSWORD, SMTP_USER, SmtpServer
 
 WELCOME = datetime(2019, 8, 1, 17, tzinfo=UTC)  # 11 messages, one per active pair
@@ -255,7 +255,7 @@ def test_claims_keep_two_unlocked_runners_from_doubling(settings: Settings, smtp
     """Even without the flock (say, a lock file on a network share), claims prevent duplicates."""
     import threading
 
-    from mailer.program import load_program
+    from mailer.load.program import load_program
 
     s = smtp_settings(settings, smtp_server)
     program = load_program(s.program_dir)

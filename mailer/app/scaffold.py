@@ -6,11 +6,11 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
+from mailer.core.model import month_day
 from mailer.errors import InputError
-from mailer.model import month_day
-from mailer.program import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from mailer.load.program import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
-DEFAULTS = Path(__file__).parent / "defaults"
+DEFAULTS = Path(__file__).parent.parent / "defaults"
 
 ENV_EXAMPLE = """\
 # mentor-mailer settings: copy to .env (kept out of version control) and fill in.

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mailer.errors import InputError, Problem, display_path
-from mailer.model import (
+from mailer.core.model import (
     Audience,
     Cohort,
     Conference,
@@ -36,6 +35,7 @@ from mailer.model import (
     days_before,
     month_day,
 )
+from mailer.errors import InputError, Problem, display_path
 
 # \Z, not $: "$" also matches before a final newline, and "welcome\n" must not pass for a key
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")

@@ -176,20 +176,6 @@ class Program:
         return next((c for c in self.cohorts if c.id == cohort_id), None)
 
 
-@dataclass(frozen=True, slots=True)
-class SentInvite:
-    """An invitation as the ledger remembers it: the last version the pair was sent."""
-
-    uid: str
-    cohort: str
-    pair: str
-    conference: str
-    step: str
-    sequence: int
-    method: str  # REQUEST or CANCEL
-    details: dict[str, object]
-
-
 def month_day(start: date, month: int, day: int) -> date:
     """The `day` of the program year's `month` (1 = the month the year starts), clamped to month end."""
     index = start.month - 1 + month - 1

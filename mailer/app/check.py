@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mailer import plan as planner
-from mailer.compose import Renderer, context, template_name, template_problem
+from mailer.core import plan as planner
+from mailer.core.compose import context, template_name
+from mailer.core.ical import build_ics
+from mailer.core.meetups import build_invite
+from mailer.core.model import Pair, Person
+from mailer.core.plan import InviteChange
+from mailer.core.render import template_problem
 from mailer.errors import InputError, Problem
-from mailer.invite import build_ics
-from mailer.meetups import build_invite
-from mailer.model import Pair, Person
-from mailer.plan import InviteChange
-from mailer.program import load_program
-from mailer.settings import Settings
+from mailer.load.program import load_program
+from mailer.load.templates import renderer_for
+from mailer.shell.settings import Settings
 
 
 @dataclass(slots=True)
@@ -29,12 +31,13 @@ def check_program(settings: Settings) -> CheckResult:
     """Everything wrong with the program folder, all at once; nothing is sent or recorded."""
     result = CheckResult()
     root = settings.program_dir
-    renderer = Renderer(root / "templates" / "email")
+    renderer = renderer_for(root / "templates" / "email")
     # syntax of every template file, used or not, so a typo is found before its month comes
     from jinja2 import TemplateError
 
-    if renderer.dir.is_dir():
-        for path in sorted(renderer.dir.glob("*.j2")):
+    templates = root / "templates" / "email"
+    if templates.is_dir():
+        for path in sorted(templates.glob("*.j2")):
             try:
                 renderer.env.get_template(path.name)
             except TemplateError as exc:

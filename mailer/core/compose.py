@@ -1,31 +1,17 @@
-"""Renders a step's templates for one message and builds its MIME bytes; pure apart from reading templates."""
+"""What a message says and how it is built: the template context, the formatting of dates, the MIME bytes."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
-from mailer import mime
-from mailer.errors import InputError, Problem
-from mailer.model import Conference, Pair, Person, Program, Role
-from mailer.plan import Occurrence
-
-MAX_SUBJECT = 200
-MAX_BODY = 256 * 1024  # a template that renders more than this is a loop gone wrong, not an email
-_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    subject: str
-    text: str
-    html: str
+from mailer.core import mime
+from mailer.core.model import Conference, Pair, Person, Program, Role
+from mailer.core.plan import Occurrence
+from mailer.core.render import Rendered
 
 
 def fmt_date(d: date) -> str:
@@ -49,91 +35,10 @@ def fmt_range(a: date, b: date) -> str:
     return f"{a:%B} {a.day}–{b.day}, {a.year}"
 
 
-def header_safe(value: str) -> str:
-    """Fold any control character to a space: no roster or cohort text can add a header.
-
-    Python 3.11.7 lacks the fix for CVE-2024-6923, so this is done before `email` sees the value.
-    """
-    return " ".join(_HEADER_UNSAFE.sub(" ", value).split())
-
-
 def message_id(secret: bytes, key: str, domain: str) -> str:
     """Stable per ledger key, unguessable without the installation's secret."""
     digest = hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
     return f"<{digest}.mm@{domain}>"
-
-
-class Renderer:
-    """The Jinja2 environment over templates/email: sandboxed, strict, HTML autoescaped."""
-
-    def __init__(self, templates_dir: Path) -> None:
-        from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        self.dir = templates_dir
-        self.env = ImmutableSandboxedEnvironment(
-            loader=FileSystemLoader(str(templates_dir)),
-            undefined=StrictUndefined,
-            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
-
-    def render(self, context: dict[str, Any], template: str) -> Rendered:
-        """Subject and text from T.txt.j2 (its `subject` block), HTML from T.html.j2."""
-        from jinja2 import TemplateError
-
-        name = f"{template}.txt.j2"
-        try:
-            text_t = self.env.get_template(name)
-            if "subject" not in text_t.blocks:
-                raise InputError([Problem(f"templates/email/{name}", None, "subject",
-                                          "block is missing: define {% block subject %}...{% endblock %}")])
-            subject = "".join(text_t.blocks["subject"](text_t.new_context(context)))
-            text = text_t.render(context)
-            name = f"{template}.html.j2"
-            html = self.env.get_template(name).render(context)
-        except TemplateError as exc:
-            raise InputError([template_problem(exc, name)]) from None
-        subject = header_safe(subject)
-        if not subject:
-            raise InputError([Problem(f"templates/email/{template}.txt.j2", None, "subject", "renders empty")])
-        for part, body in (("text", text), ("html", html)):
-            if len(body) > MAX_BODY:
-                raise InputError([Problem(f"templates/email/{template}.{'txt' if part == 'text' else 'html'}.j2",
-                                          None, None, f"renders {len(body)} characters; at most {MAX_BODY}")])
-        return Rendered(subject[:MAX_SUBJECT], _tidy(text), html)
-
-
-def template_problem(exc: Exception, name: str) -> Problem:
-    """Where a Jinja2 error arose, as the coordinator would look for it."""
-    from jinja2 import TemplateSyntaxError, UndefinedError
-
-    filename = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
-    line = getattr(exc, "lineno", None)
-    if isinstance(exc, UndefinedError):
-        tb = exc.__traceback__
-        while tb is not None:  # jinja2 rewrites frames so the template's own line is in the traceback
-            if tb.tb_frame.f_code.co_filename.endswith(".j2"):
-                filename, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
-            tb = tb.tb_next
-        msg = f"undefined variable: {exc.message}"
-    elif isinstance(exc, TemplateSyntaxError):
-        msg = f"template syntax error: {exc.message}"
-    else:
-        msg = f"template error: {exc}"
-    shown = "templates/email/" + Path(str(filename)).name
-    return Problem(shown, line, None, msg)
-
-
-def _tidy(text: str) -> str:
-    lines = [line.rstrip() for line in text.splitlines()]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip("\n") + "\n"
 
 
 # --- context ---------------------------------------------------------------------------------
@@ -197,17 +102,17 @@ def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: date
     text and HTML alternatives; with `ics`, the RFC 6047 layout that calendar clients answer:
     multipart/mixed [ multipart/alternative [ text, html, text/calendar ], invite.ics ]."""
     coord = occ.cohort.coordinator
-    sender = mime.address(header_safe(coord.name), coord.ascii_email)
-    to = [(header_safe(occ.pair.person(r).name), occ.pair.person(r).ascii_email) for r in occ.recipients()]
+    sender = mime.address(mime.header_safe(coord.name), coord.ascii_email)
+    to = [(mime.header_safe(occ.pair.person(r).name), occ.pair.person(r).ascii_email) for r in occ.recipients()]
     headers = [
         ("From", sender),
         ("To", mime.address_list(to)),
         ("Reply-To", sender),
-        ("Subject", mime.unstructured("Subject", header_safe(rendered.subject))),
+        ("Subject", mime.unstructured("Subject", mime.header_safe(rendered.subject))),
         ("Date", format_datetime(now)),
-        ("Message-ID", header_safe(msg_id)),
+        ("Message-ID", mime.header_safe(msg_id)),
         ("Auto-Submitted", "auto-generated"),  # RFC 3834: vacation responders should not answer
-        ("X-Mentor-Mailer-Key", header_safe(occ.key)),  # ids are validated on load; this is the second guard
+        ("X-Mentor-Mailer-Key", mime.header_safe(occ.key)),  # ids are validated on load; this is the second guard
     ]
     # the boundary comes from the Message-ID, not chance: the same plan renders the same bytes
     boundary = "=_mm_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]

@@ -20,17 +20,20 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from mailer import plan as planner
-from mailer.compose import Renderer, build_message, context, envelope, message_id, template_name
+from mailer.core import plan as planner
+from mailer.core.compose import build_message, context, envelope, message_id, template_name
+from mailer.core.model import Program
+from mailer.core.plan import Occurrence
+from mailer.core.records import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Row, SentInvite
+from mailer.core.render import Renderer
+from mailer.core.status import CohortStatus
+from mailer.core.status import status as report_status
 from mailer.errors import EXIT_OK, EXIT_SEND_FAILED, InputError, LockBusy, Problem, TransportError
-from mailer.ledger import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Ledger, Row
-from mailer.model import Program, SentInvite
-from mailer.plan import Occurrence
-from mailer.program import load_program
-from mailer.report import CohortStatus
-from mailer.report import status as report_status
-from mailer.settings import Settings
-from mailer.transport import Delivery, Outbox, Outgoing, Transport
+from mailer.load.program import load_program
+from mailer.load.templates import renderer_for
+from mailer.shell.ledger import Ledger
+from mailer.shell.settings import Settings
+from mailer.shell.transport import Delivery, Outbox, Outgoing, Transport
 
 REHEARSAL_MARK = ".mentor-mailer-rehearsal"
 _HOST = socket.gethostname()
@@ -119,7 +122,7 @@ class Rehearsal:
 def _meetups() -> Any:
     """The invitation code, imported when a run has an invitation to send: icalendar is slow to load,
     and a cron run with nothing due should not pay for it."""
-    from mailer import meetups
+    from mailer.core import meetups
 
     return meetups
 
@@ -259,9 +262,9 @@ def _remember_wake(settings: Settings, program: Program, ledger: Ledger, report:
 def send_digests(program: Program, ledger: Ledger, transport: Transport, report: RunReport) -> None:
     """One digest per coordinator whose cohorts the run touched; a failure to send it is reported,
     never fatal (the messages themselves are already recorded)."""
-    from mailer import digest, mime
-    from mailer.compose import header_safe
-    from mailer.ledger import UNCERTAIN as UNCERTAIN_STATE
+    from mailer.core import digest, mime
+    from mailer.core.mime import header_safe
+    from mailer.core.records import UNCERTAIN as UNCERTAIN_STATE
 
     facts = digest.RunFacts(now=report.now, summary=report.summary(), by_step=dict(report.by_step),
                             failures=report.failures, bad_rows=report.bad_rows)
@@ -301,7 +304,7 @@ def send_digests(program: Program, ledger: Ledger, transport: Transport, report:
 
 def open_transport(settings: Settings) -> Transport:
     if settings.transport == "smtp":
-        from mailer.smtp import SmtpTransport  # imported only when used: smtplib and ssl are slow to load
+        from mailer.shell.smtp import SmtpTransport  # imported only when used: smtplib and ssl are slow to load
 
         return SmtpTransport.from_settings(settings)
     return Outbox(settings.outbox_path)
@@ -367,7 +370,7 @@ def _execute(program: Program, ledger: Ledger, transport: Transport, report: Run
         ((c.id, p.id, p.status) for c in program.cohorts for p in c.pairs), now))
     todo = planner.due(occurrences(program, ledger, now), now=now, settled=ledger.settled_keys(now),
                        late_window=late_window, retrying=ledger.retrying_keys())
-    renderer = renderer or Renderer(program.templates_dir)
+    renderer = renderer or renderer_for(program.templates_dir)
     send = todo.send[:limit] if limit is not None else todo.send
     report.next_due = todo.next_due
     report.pending = len(send) < len(todo.send)
@@ -499,7 +502,7 @@ def rehearse(
                    if p.status == "withdrawn" and p.status_from is not None}
     instants = sorted({o.due_at for o in year} | withdrawals)
     total = sum(1 for o in year if o.skip_reason is None)
-    renderer = Renderer(program.templates_dir)
+    renderer = renderer_for(program.templates_dir)
     transport = Outbox(target)
     counts: Counter[tuple[date, str, str]] = Counter()
     pairs: dict[tuple[date, str, str], set[str]] = {}
@@ -578,7 +581,7 @@ def preview(settings: Settings, *, pair: str, step: str, cohort: str | None = No
     if len({o.cohort.id for o in matches}) > 1:
         raise InputError([f"pair '{pair}' is in several cohorts; add --cohort"])
     occ = matches[0]
-    rendered = Renderer(program.templates_dir).render(context(program, occ), template_name(occ))
+    rendered = renderer_for(program.templates_dir).render(context(program, occ), template_name(occ))
     if fmt == "html":
         return rendered.html
     if fmt == "eml":
@@ -623,7 +626,7 @@ def export_invites(settings: Settings, *, cohort: str, out: Path, now: datetime 
 
 def init(target: Path, *, today: date | None = None) -> list[Path]:
     """A new program folder whose example year starts next month."""
-    from mailer.scaffold import init_program
+    from mailer.app.scaffold import init_program
 
     return init_program(target, today=today or datetime.now(UTC).date())
 
@@ -648,7 +651,7 @@ def serve(settings: Settings) -> int:
 
 def html_report(settings: Settings, out: Path, *, now: datetime | None = None) -> Path:
     """The coordinator's report page: timeline per cohort, failures, the next run's plan."""
-    from mailer.htmlreport import render_report
+    from mailer.core.htmlreport import render_report
 
     now = now or datetime.now(UTC)
     program = _load_seen(settings)

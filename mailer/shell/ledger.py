@@ -8,22 +8,26 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mailer.core.records import (
+    BODY,
+    DEFERRED,
+    ENVELOPE,
+    FINAL,
+    INTERRUPTED,
+    INTERRUPTED_EARLY,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Row,
+    SentInvite,
+)
 from mailer.errors import LedgerError
-from mailer.model import SentInvite
-
-# A message's life: (due) -> sending -> sent | deferred | failed | uncertain; or skipped.
-# `sending` is committed before the SMTP transaction starts, so a crash leaves a trace.
-SENDING, SENT, SKIPPED, FAILED = "sending", "sent", "skipped", "failed"
-DEFERRED, UNCERTAIN = "deferred", "uncertain"
-FINAL = (SENT, SKIPPED, FAILED)
-INTERRUPTED = "the run sending it stopped after the body went out, before the server's reply"
-INTERRUPTED_EARLY = "the run sending it stopped before the message body went out"
-ENVELOPE, BODY = "envelope", "body"  # how far a `sending` message got: only BODY can have arrived
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -94,27 +98,6 @@ _MIGRATIONS: list[str] = [
     )
     """,
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    key: str
-    cohort: str
-    pair: str
-    step: str
-    role: str | None
-    state: str
-    due_at: str
-    message_id: str | None
-    recipients: list[str]
-    subject: str | None
-    reason: str | None
-    updated_at: str
-    sent_at: str | None
-    attempts: int = 0
-    delivered: tuple[str, ...] = ()
-    refused: dict[str, str] = field(default_factory=dict)
-    resends: int = 0
 
 
 @dataclass(frozen=True, slots=True)

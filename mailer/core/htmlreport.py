@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from html import escape
 
-from mailer.ledger import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Row
-from mailer.model import Cohort, Pair, Program, Step
-from mailer.plan import Occurrence
+from mailer.core.model import Cohort, Pair, Program, Step
+from mailer.core.plan import Occurrence
+from mailer.core.records import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Row
 
 STATES = (SENT, SKIPPED, FAILED, DEFERRED, UNCERTAIN)
 TROUBLE = (FAILED, DEFERRED, UNCERTAIN)

@@ -2,8 +2,11 @@
 
 Why not `email.message.EmailMessage`: Python 3.11.7's header folder encodes the comma between two
 addresses when a display name is non-ASCII (CPython gh-100884, CVE-2025-1795), so a message to
-"Renée Côté, José Muñoz" reaches only Renée; it is also several times slower than this. Values
-reaching here are already cleaned of control characters (compose.header_safe); parsing the output
+"Renée Côté, José Muñoz" reaches only Renée; it is also several times slower than this. And Python
+3.11.7 lacks the fix for CVE-2024-6923 (a CR or LF in a header value passes through `email`'s folder and
+adds a header), so every value is cleaned by `header_safe` before it is written here. The module can go
+when the oldest supported Python has both fixes (3.12.9 / 3.13.2 for gh-100884; 3.11.10 / 3.12.5 for
+CVE-2024-6923); tests/test_compose.py reports when the running interpreter has both. Parsing the output
 back with `email` is what the tests do.
 """
 
@@ -14,7 +17,13 @@ import re
 from collections.abc import Sequence
 
 CRLF = "\r\n"
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
+
+
+def header_safe(value: str) -> str:
+    """Fold any control character to a space: no roster or cohort text can add a header."""
+    return " ".join(_HEADER_UNSAFE.sub(" ", value).split())
 
 
 def display_name(name: str) -> str:

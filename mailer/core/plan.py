@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from mailer.model import Cohort, Pair, Program, Role, Step
+from mailer.core.model import Cohort, Pair, Program, Role, Step
 
 
 def message_key(cohort_id: str, pair_id: str, step_key: str, role: Role | None = None) -> str:

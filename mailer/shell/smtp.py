@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailer.errors import ConfigError, TransportError
-from mailer.settings import Settings
-from mailer.transport import Delivery, Outgoing
+from mailer.shell.settings import Settings
+from mailer.shell.transport import Delivery, Outgoing
 
 _DOT = re.compile(rb"(?m)^\.")
 _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)

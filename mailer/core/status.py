@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mailer.ledger import FAILED, SENT, SKIPPED, Row
-from mailer.model import Program
-from mailer.plan import Occurrence
+from mailer.core.model import Program
+from mailer.core.plan import Occurrence
+from mailer.core.records import FAILED, SENT, SKIPPED, Row
 
 
 @dataclass(slots=True)

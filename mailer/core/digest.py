@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailer.compose import Rendered
+from mailer.core.model import Program
+from mailer.core.plan import Occurrence
+from mailer.core.records import Row
+from mailer.core.render import Rendered
 from mailer.errors import Problem
-from mailer.ledger import Row
-from mailer.model import Program
-from mailer.plan import Occurrence
 
 STATES = ("sent", "skipped", "deferred", "failed", "uncertain")
 

@@ -9,11 +9,12 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from mailer.compose import fmt_day, fmt_time
-from mailer.invite import Invite, invite_uid
-from mailer.invite import build_ics as build_ics  # re-exported: the runner imports this module lazily
-from mailer.model import Cohort, Conference, Meetup, Pair, SentInvite
-from mailer.plan import InviteChange, Occurrence
+from mailer.core.compose import fmt_day, fmt_time
+from mailer.core.ical import Invite, invite_uid
+from mailer.core.ical import build_ics as build_ics  # re-exported: the runner imports this module lazily
+from mailer.core.model import Cohort, Conference, Meetup, Pair
+from mailer.core.plan import InviteChange, Occurrence
+from mailer.core.records import SentInvite
 
 
 def details(meetup: Meetup) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The pure core: values and functions with no clock, no files, no network and no SQLite."""

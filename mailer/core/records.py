@@ -1,0 +1,49 @@
+"""The ledger's records as plain values: a message's states, a message row, an invitation a pair holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A message's life: (due) -> sending -> sent | deferred | failed | uncertain; or skipped.
+# `sending` is committed before the SMTP transaction starts, so a crash leaves a trace.
+SENDING, SENT, SKIPPED, FAILED = "sending", "sent", "skipped", "failed"
+DEFERRED, UNCERTAIN = "deferred", "uncertain"
+FINAL = (SENT, SKIPPED, FAILED)
+INTERRUPTED = "the run sending it stopped after the body went out, before the server's reply"
+INTERRUPTED_EARLY = "the run sending it stopped before the message body went out"
+ENVELOPE, BODY = "envelope", "body"  # how far a `sending` message got: only BODY can have arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    key: str
+    cohort: str
+    pair: str
+    step: str
+    role: str | None
+    state: str
+    due_at: str
+    message_id: str | None
+    recipients: list[str]
+    subject: str | None
+    reason: str | None
+    updated_at: str
+    sent_at: str | None
+    attempts: int = 0
+    delivered: tuple[str, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)
+    resends: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SentInvite:
+    """An invitation as the ledger remembers it: the last version the pair was sent."""
+
+    uid: str
+    cohort: str
+    pair: str
+    conference: str
+    step: str
+    sequence: int
+    method: str  # REQUEST or CANCEL
+    details: dict[str, object]

@@ -1,0 +1,1 @@
+"""Reads the program folder into core values, collecting every problem on the way."""
