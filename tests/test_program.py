@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.core.model import month_day
+from mailer.core.placement import month_day
 from mailer.errors import InputError
 from mailer.load.program import load_program
 
@@ -163,10 +163,10 @@ def test_the_fast_address_check_agrees_with_email_validator(address: str) -> Non
     email-validator gives, or defer to it."""
     from email_validator import EmailNotValidError, validate_email
 
-    from mailer.load.program import _Collector, _email
+    from mailer.load.fields import Collector, email_address
 
-    col = _Collector("roster.csv")
-    got = _email(address, "mentor_email", col)
+    col = Collector("roster.csv")
+    got = email_address(address, "mentor_email", col)
     try:
         info = validate_email(address, check_deliverability=False, allow_smtputf8=False)
         expected: tuple[str, str] | None = (info.normalized, info.ascii_email or info.normalized)

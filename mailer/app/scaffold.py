@@ -6,9 +6,9 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-from mailer.core.model import month_day
+from mailer.core.placement import month_day
 from mailer.errors import InputError
-from mailer.load.program import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from mailer.load.roster import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 DEFAULTS = Path(__file__).parent.parent / "defaults"
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -174,15 +173,3 @@ class Program:
 
     def cohort(self, cohort_id: str) -> Cohort | None:
         return next((c for c in self.cohorts if c.id == cohort_id), None)
-
-
-def month_day(start: date, month: int, day: int) -> date:
-    """The `day` of the program year's `month` (1 = the month the year starts), clamped to month end."""
-    index = start.month - 1 + month - 1
-    year, month0 = start.year + index // 12, index % 12
-    last = calendar.monthrange(year, month0 + 1)[1]
-    return date(year, month0 + 1, min(day, last))
-
-
-def days_before(day: date, n: int) -> date:
-    return day - timedelta(days=n)
