@@ -559,19 +559,19 @@ class Suite:
 
 # profile breakdown: (label, [(file suffix, function)]); a function's time when called from the digest
 # is the digest's, and SMTP's time excludes the ledger's mark_body (called just before each body)
-_DIGEST = ("mailer/runner.py", "send_digests")
+_DIGEST = ("mailer/app/digests.py", "send_digests")
 _WRITES = ("claim", "mark_body", "finish", "skip", "record_invite", "start_run", "finish_run", "recover")
 BREAKDOWN: list[tuple[str, list[tuple[str, str]]]] = [
-    ("load program (TOML, roster, address checks)", [("mailer/program.py", "load_program")]),
-    ("plan (year schedule, due, settled keys)", [("mailer/runner.py", "occurrences"), ("mailer/plan.py", "due"),
-                                                ("mailer/ledger.py", "settled_keys"),
-                                                ("mailer/ledger.py", "retrying_keys")]),
-    ("render (Jinja2 text + HTML, context)", [("mailer/compose.py", "render"), ("mailer/compose.py", "context")]),
-    ("MIME build (compose.build_message)", [("mailer/compose.py", "build_message")]),
-    ("invitation (.ics) build", [("mailer/meetups.py", "build_invite"), ("mailer/invite.py", "build_ics")]),
+    ("load program (TOML, roster, address checks)", [("mailer/load/program.py", "load_program")]),
+    ("plan (year schedule, due, settled keys)", [("mailer/core/plan.py", "build_plan"),
+                                                ("mailer/shell/ledger.py", "snapshot")]),
+    ("render (Jinja2 text + HTML, context)", [("mailer/core/render.py", "render"),
+                                              ("mailer/core/compose.py", "context")]),
+    ("MIME build (compose.build_message)", [("mailer/core/compose.py", "build_message")]),
+    ("invitation (.ics) build", [("mailer/core/invitation.py", "build_invite"), ("mailer/core/ical.py", "build_ics")]),
     ("SQLite writes (claim, mark_body, finish, skip, ...): 1 commit each",
-     [("mailer/ledger.py", f) for f in _WRITES]),
-    ("SMTP (smtplib round trips; without mark_body)", [("mailer/smtp.py", "send")]),
+     [("mailer/shell/ledger.py", f) for f in _WRITES]),
+    ("SMTP (smtplib round trips; without mark_body)", [("mailer/shell/smtp.py", "send")]),
     ("coordinator digest (its own plan, ledger scan, send)", [_DIGEST]),
 ]
 
@@ -603,7 +603,7 @@ def print_breakdown(prof: Path, messages: int) -> None:
             t, n = t + value[3] - dt, n + value[1] - dn
         return t, n
 
-    mark_body = cum("mailer/ledger.py", "mark_body")[0]  # called back from inside SmtpTransport.send
+    mark_body = cum("mailer/shell/ledger.py", "mark_body")[0]  # called back from inside SmtpTransport.send
     print(f"-- where the time goes (cumulative seconds under the profiler; total {total:.2f} s)")
     accounted = 0.0
     for label, funcs in BREAKDOWN:
@@ -615,10 +615,10 @@ def print_breakdown(prof: Path, messages: int) -> None:
     rest = total - accounted
     print(f"   {'everything else (imports, startup, settings, report, gc)':<66} {rest:8.2f} s  "
           f"{100 * rest / total:5.1f} %")
-    commits = sum(cum("mailer/ledger.py", f)[1] for f in _WRITES)
+    commits = sum(cum("mailer/shell/ledger.py", f)[1] for f in _WRITES)
     replies = sum(v[1] for (file, _, name), v in raw.items() if name == "getreply" and "smtplib" in file)
     sends = sum(v[1] for (_, _, name), v in raw.items() if "'sendall'" in name)
-    renders = cum("mailer/compose.py", "render")[1]
+    renders = cum("mailer/core/render.py", "render")[1]
     print(f"   counts: {commits:,} ledger commits ({commits / messages:.1f}/msg), {replies:,} SMTP replies awaited "
           f"and {sends:,} socket writes ({replies / messages:.1f} and {sends / messages:.1f}/msg), "
           f"{renders:,} renders")

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,11 +21,9 @@ SIZE = (1400, 1800)
 
 def main(out: Path = REPO / "docs" / "report.png", size: tuple[int, int] = SIZE) -> int:
     sys.path.insert(0, str(REPO))
-    from mailer.app import runner
-    from mailer.core import plan
-    from mailer.core.htmlreport import render_report
+    from mailer.app import queries, send
+    from mailer.core.year import year_schedule
     from mailer.load.program import load_program
-    from mailer.shell.ledger import Ledger
     from mailer.shell.settings import Settings
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,20 +37,16 @@ def main(out: Path = REPO / "docs" / "report.png", size: tuple[int, int] = SIZE)
         settings = Settings(program_dir=root / "program", database=root / "ledger.sqlite3",  # type: ignore[call-arg]
                             outbox_dir=root / "outbox", _env_file=None)
         program = load_program(settings.program_dir)
-        instants = sorted({o.due_at for o in plan.year_schedule(program) if o.due_at <= NOW} | {NOW})
+        instants = sorted({o.due_at for o in year_schedule(program) if o.due_at <= NOW} | {NOW})
         for now in instants:
-            runner.run(settings, now=now)
-        with Ledger.open(settings.database_path) as ledger:
-            rows = ledger.rows()
-        upcoming = runner.upcoming(settings, start=NOW, end=NOW + timedelta(days=30))
-        page = root / "report.html"
-        page.write_text(render_report(program, rows, upcoming, now=NOW), encoding="utf-8")
+            send.run(settings, now=now)
+        page = queries.html_report(settings, root / "report.html", now=NOW)
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
                         "--hide-scrollbars", f"--user-data-dir={root / 'profile'}",
                         f"--window-size={size[0]},{size[1]}", f"--screenshot={out}", page.as_uri()],
                        check=True, capture_output=True, timeout=60)
-    print(f"wrote {out} ({len(rows)} ledger rows, {len(upcoming)} upcoming)")
+    print(f"wrote {out}")
     return 0
 
 

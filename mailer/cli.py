@@ -1,7 +1,8 @@
-"""The mentor-mailer command: argv in, one call into the runner, text out, an exit code back.
+"""The mentor-mailer command, one of the two edges: argv in, the clock read once, one call into app/, text out,
+an exit code back.
 
-Heavy modules (jinja2, pydantic, rich, sqlite3) are imported inside the commands so that
-`--help` and a cron run's start stay fast.
+Heavy modules (jinja2, pydantic, rich, sqlite3) are imported inside the commands so that `--help` and a cron
+run's start stay fast; every such import is there for start-up time only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     from mailer.shell.settings import Settings
 
 PROG = "mentor-mailer"
+
+
+def _now() -> datetime:
+    """The clock, read here and in the daemon only; everything below takes `now`."""
+    return datetime.now(UTC)
 
 
 def _aware(value: str) -> datetime:
@@ -173,12 +179,12 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
-    from mailer.app.runner import upcoming
+    from mailer.app.queries import upcoming
     from mailer.core.status import plan_rows
 
     start = datetime.combine(args.start, time(0), tzinfo=UTC) if args.start else None
     end = datetime.combine(args.end, time(23, 59, 59), tzinfo=UTC) if args.end else None
-    rows = plan_rows(upcoming(settings, start=start, end=end, cohorts=args.cohort))
+    rows = plan_rows(upcoming(settings, now=_now(), start=start, end=end, cohorts=args.cohort))
     if args.csv:
         from mailer.core.csvout import write_csv
 
@@ -198,18 +204,19 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.runner import preview
+    from mailer.app.queries import preview
 
-    out = preview(settings, cohort=args.cohort, pair=args.pair, step=args.step, role=args.role, fmt=args.format)
+    out = preview(settings, now=_now(), cohort=args.cohort, pair=args.pair, step=args.step, role=args.role,
+                  fmt=args.format)
     sys.stdout.write(out)
     return EXIT_OK
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.runner import run
+    from mailer.app.send import run
 
     with _progress(enabled=not args.quiet and not args.dry_run) as progress, _graceful_stop() as stop:
-        report = run(settings, now=args.now, dry_run=args.dry_run, catch_up=args.catch_up,
+        report = run(settings, now=args.now or _now(), dry_run=args.dry_run, catch_up=args.catch_up,
                      limit=args.limit, cohorts=args.cohort, progress=progress, stop=stop)
     if report.dry_run:
         for occ in report.planned:
@@ -235,7 +242,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from mailer.app.runner import rehearse
+    from mailer.app.rehearse import rehearse
 
     with _progress(enabled=True) as progress:
         result = rehearse(settings, outbox=args.outbox, cohorts=args.cohort, progress=progress)
@@ -250,9 +257,9 @@ def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.runner import export_invites
+    from mailer.app.queries import export_invites
 
-    written = export_invites(settings, cohort=args.cohort, out=args.out)
+    written = export_invites(settings, now=_now(), cohort=args.cohort, out=args.out)
     print(f"wrote {len(written)} invitation(s) to {args.out}")
     return EXIT_OK
 
@@ -260,23 +267,23 @@ def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import logging
 
-    from mailer.app.runner import serve
+    from mailer.daemon import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     return serve(settings)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.runner import html_report
+    from mailer.app.queries import html_report
 
-    print(f"wrote {html_report(settings, args.out)}")
+    print(f"wrote {html_report(settings, args.out, now=_now())}")
     return EXIT_OK
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.runner import init
+    from mailer.app.scaffold import init_program
 
-    files = init(args.dir)
+    files = init_program(args.dir, today=_now().date())
     print(f"created {args.dir} ({len(files)} files). Next: edit cohorts/example/cohort.toml and roster.csv, "
           f"copy .env.example to .env, then run: mentor-mailer -C {args.dir} check")
     return EXIT_OK
@@ -286,9 +293,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from mailer.app.runner import status
+    from mailer.app.queries import status
 
-    cohorts = status(settings, cohorts=args.cohort)
+    cohorts = status(settings, now=_now(), cohorts=args.cohort)
     if args.csv:
         from mailer.core.csvout import write_csv
 

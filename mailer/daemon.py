@@ -1,4 +1,5 @@
-"""`serve`: the scheduler daemon. APScheduler fires the same run as cron mode; signals end it cleanly.
+"""`serve`: the scheduler daemon, one of the two edges. APScheduler fires the same run as cron mode, with the
+fire time as `now`; signals end it cleanly.
 
 One run at a time (`max_instances=1`), missed fires coalesced into one, and a misfire grace of hours,
 so a machine that slept through 09:00 runs once when it wakes. SIGTERM or SIGINT lets the message in
@@ -7,19 +8,20 @@ flight finish, releases the lock and exits 0.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import signal
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mailer.errors import LockBusy, MailerError
+from mailer.app.outcome import RunReport
+from mailer.app.send import run
+from mailer.core.schedule import cron_trigger
+from mailer.errors import ConfigError, LockBusy, MailerError
+from mailer.load.program import load_program
+from mailer.shell.lock import serve_lock
 from mailer.shell.settings import Settings
 
 log = logging.getLogger("mentor_mailer")
@@ -29,22 +31,19 @@ MISFIRE_GRACE = 6 * 3600  # seconds: a daemon suspended overnight still runs whe
 class Daemon:
     """Holds the schedule, the stop flag and the one job; `job` is what every fire calls."""
 
-    def __init__(self, settings: Settings, *, runner: Callable[..., Any] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = threading.Event()
         self.busy = threading.Lock()  # held while a run is in progress
         self.runs = 0
-        self._runner = runner
 
-    def job(self, now: datetime | None = None) -> Any:
+    def job(self, now: datetime | None = None) -> RunReport | None:
         """One scheduled run: the cron-mode run, logged in one line; never raises into the scheduler."""
-        from mailer.app import runner
-
-        run = self._runner or runner.run
         with self.busy:
             if self.stopping.is_set():
                 return None
-            stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+            now = now or datetime.now(UTC)
+            stamp = now.isoformat(timespec="seconds")
             try:
                 report = run(self.settings, now=now, stop=self.stopping.is_set)
             except LockBusy as exc:
@@ -68,12 +67,11 @@ class Daemon:
 
     def serve(self, schedule: str, timezone: ZoneInfo) -> int:
         """Run until a signal; return the exit code."""
+        # imported here, not at the top: APScheduler is slow to load and only `serve` needs it
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        from mailer.core.schedule import cron_trigger
-
         trigger = cron_trigger(schedule, timezone)
-        with _serve_lock(self.settings.database_path):
+        with serve_lock(self.settings.database_path):
             self.scheduler = BlockingScheduler(timezone=timezone,
                                                executors={"default": {"type": "threadpool", "max_workers": 1}})
             self.scheduler.add_job(self.job, trigger, id="run", coalesce=True, max_instances=1,
@@ -92,21 +90,14 @@ class Daemon:
         return 0
 
 
-class _serve_lock:
-    """One daemon per ledger: a second `serve` says so and exits 75."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".serve.lock")
-        self.fd = -1
-
-    def __enter__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+def serve(settings: Settings) -> int:
+    """The scheduler daemon: validates the program, then runs on MENTOR_MAILER_SCHEDULE until a signal."""
+    program = load_program(settings.program_dir)
+    if settings.timezone:
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise LockBusy(f"another mentor-mailer serve holds {self.path}") from None
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+            zone = ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"MENTOR_MAILER_TIMEZONE '{settings.timezone}' is not an IANA time zone") from None
+    else:
+        zone = program.cohorts[0].timezone if program.cohorts else ZoneInfo("UTC")
+    return Daemon(settings).serve(settings.schedule, zone)

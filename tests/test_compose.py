@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mailer.core import plan as planner
+from mailer.core import year as planner
 from mailer.core.compose import build_message, context, message_id
 from mailer.core.mime import header_safe
 from mailer.core.model import Program
+from mailer.core.occurrence import Occurrence
 from mailer.errors import InputError
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
@@ -30,7 +31,7 @@ def parse(data: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
 
 
-def build(program: Program, occ: planner.Occurrence, secret: bytes = b"s") -> bytes:
+def build(program: Program, occ: Occurrence, secret: bytes = b"s") -> bytes:
     rendered = renderer_for(program.templates_dir).render(context(program, occ), occ.step.template)
     return build_message(occ, rendered, msg_id=message_id(secret, occ.key, "example.org"), now=NOW)
 

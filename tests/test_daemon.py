@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.app import runner
+from mailer.app import rehearse
 from mailer.core.schedule import cron_trigger
 from mailer.daemon import Daemon
 from mailer.errors import ConfigError
+from mailer.shell.lock import run_lock
 from mailer.shell.settings import Settings
 from tests.smtpd import SmtpServer
 
@@ -59,10 +60,10 @@ def test_scheduled_job_with_injected_now_sends_the_year_once(settings: Settings,
     keys = [k for (k,) in conn.execute("SELECT key FROM messages WHERE state='sent'")]
     conn.close()
     assert len(keys) == len(set(keys)) == sent
-    rehearsal = runner.rehearse(settings, outbox=tmp_path / "year")
+    rehearsal = rehearse.rehearse(settings, outbox=tmp_path / "year")
     assert sent == rehearsal.messages  # exactly the year's messages, each once
     # a second instance while a run holds the lock: the job says so and sends nothing
-    with runner.run_lock(settings.database_path):
+    with run_lock(settings.database_path):
         assert daemon.job(now=end) is None
 
 

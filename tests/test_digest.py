@@ -7,7 +7,7 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
-from mailer.app import runner
+from mailer.app import queries, send
 from mailer.shell.settings import Settings
 from tests.smtpd import SmtpServer
 
@@ -36,7 +36,7 @@ def test_digest_after_a_run_with_failures_and_none_after_an_empty_run(
         f.write("p13,Ann Example,ann@@example.org,Bo Example,bo@example.org,,active,,,,,\n")
     smtp_server.add_fault("rcpt", code=550, text="5.1.1 no such mailbox", match="zoe.ng@", times=-1)
     s = smtp(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.digests == 1
     [digest] = digests(smtp_server)
     assert [a.addr_spec for a in digest["To"].addresses] == ["mentoring@example.org"]
@@ -49,14 +49,14 @@ def test_digest_after_a_run_with_failures_and_none_after_an_empty_run(
     html = digest.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "no such mailbox" in html and "<script" not in html
     # a rerun that does nothing sends no digest
-    again = runner.run(s, now=WELCOME + timedelta(hours=1))
+    again = send.run(s, now=WELCOME + timedelta(hours=1))
     assert again.sent == 0 and again.digests == 0
     assert len(digests(smtp_server)) == 1
 
 
 def test_uncertain_messages_are_listed(settings: Settings, smtp_server: SmtpServer) -> None:
     smtp_server.add_fault("data", action="disconnect", times=1)
-    runner.run(smtp(settings, smtp_server), now=WELCOME)
+    send.run(smtp(settings, smtp_server), now=WELCOME)
     [digest] = digests(smtp_server)
     text = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     section = text.split("Uncertain")[1].split("Pairs with a bad address")[0]
@@ -65,15 +65,15 @@ def test_uncertain_messages_are_listed(settings: Settings, smtp_server: SmtpServ
 
 def test_digest_can_be_turned_off(settings: Settings, smtp_server: SmtpServer) -> None:
     s = smtp(settings, smtp_server).model_copy(update={"digest": False})
-    assert runner.run(s, now=WELCOME).sent == 11
+    assert send.run(s, now=WELCOME).sent == 11
     assert digests(smtp_server) == []
 
 
 def test_status_shows_what_the_digest_shows(settings: Settings, smtp_server: SmtpServer) -> None:
     smtp_server.add_fault("rcpt", code=550, text="5.1.1 no such mailbox", match="zoe.ng@", times=-1)
     s = smtp(settings, smtp_server)
-    runner.run(s, now=WELCOME)
-    [cohort] = [c for c in runner.status(s, now=WELCOME) if c.cohort == "2019-2020"]
+    send.run(s, now=WELCOME)
+    [cohort] = [c for c in queries.status(s, now=WELCOME) if c.cohort == "2019-2020"]
     assert {"pair": "p02", "step": "welcome", "state": "refused",
             "detail": "zoe.ng@example.com: 550 5.1.1 no such mailbox"} in cohort.attention
     assert cohort.coming == [{"date": "2019-09-01", "step": "day-in-the-life", "messages": 11}]

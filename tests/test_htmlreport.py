@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from mailer.app import runner
+from mailer.app import queries, send
 from mailer.core.htmlreport import render_report
 from mailer.core.model import Program
-from mailer.core.plan import Occurrence
+from mailer.core.occurrence import Occurrence
 from mailer.core.records import Row
 from mailer.load.program import load_program
 from mailer.shell.ledger import Ledger
@@ -44,10 +44,10 @@ INSTALL = "Chromium is missing: install it with `apt-get update -qq && apt-get i
 
 def build(settings: Settings) -> tuple[Program, list[Row], list[Occurrence]]:
     for now in RUNS:
-        runner.run(settings, now=now)
+        send.run(settings, now=now)
     with Ledger.open(settings.database_path) as ledger:
         rows = ledger.rows()
-    upcoming = runner.upcoming(settings, start=NOW, end=NOW + timedelta(days=60))
+    upcoming = queries.upcoming(settings, now=NOW, start=NOW, end=NOW + timedelta(days=60))
     return load_program(settings.program_dir), rows, upcoming
 
 
@@ -145,7 +145,7 @@ def test_everything_is_escaped_and_nothing_is_fetched(program_dir: Path, setting
 def test_output_is_deterministic_and_needs_an_aware_now(page: tuple[str, list[Row]], settings: Settings) -> None:
     html, rows = page
     program = load_program(settings.program_dir)
-    upcoming = runner.upcoming(settings, start=NOW, end=NOW + timedelta(days=60))
+    upcoming = queries.upcoming(settings, now=NOW, start=NOW, end=NOW + timedelta(days=60))
     shuffled = rows[:]
     random.Random(7).shuffle(shuffled)
     assert render_report(program, shuffled, upcoming[::-1], now=NOW) == html

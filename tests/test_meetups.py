@@ -12,7 +12,7 @@ import icalendar
 import pytest
 import vobject
 
-from mailer.app import runner
+from mailer.app import queries, rehearse, send
 from mailer.shell.settings import Settings
 
 INVITED = datetime(2019, 12, 20, 17, tzinfo=UTC)  # the Midwinter meetup step's day
@@ -51,7 +51,7 @@ def event(cal: icalendar.Calendar) -> icalendar.Event:
 
 
 def test_rehearsal_every_meetup_email_carries_a_valid_invitation(settings: Settings, tmp_path: Path) -> None:
-    result = runner.rehearse(settings, outbox=tmp_path / "year")
+    result = rehearse.rehearse(settings, outbox=tmp_path / "year")
     msgs = messages(tmp_path / "year")
     meetups = {k: m for k, m in msgs.items() if "/meetup-" in k and "/cancel-" not in k}
     # 12 pairs; p06 was paused until after Midwinter; p08 withdrew before Annual's invitation
@@ -81,13 +81,13 @@ def _edit(path: Path, old: str, new: str, *, after: str | None = None) -> None:
 
 
 def test_meetup_change_sends_updates_with_same_uid_and_next_sequence(settings: Settings) -> None:
-    first = runner.run(settings, now=INVITED)
+    first = send.run(settings, now=INVITED)
     assert first.invites["REQUEST"] == 11
     original = {k: event(calendar_of(m)[1]) for k, m in messages(settings.outbox_path).items() if "midwinter" in k}
     _edit(settings.program_dir / "cohorts/2019-2020/cohort.toml", "time = 12:30:00", "time = 13:00:00")
-    plan = runner.upcoming(settings, start=INVITED + timedelta(days=1))
+    plan = queries.upcoming(settings, now=INVITED + timedelta(days=1), start=INVITED + timedelta(days=1))
     assert {o.key for o in plan if o.change} == {k + "/update-1" for k in original}  # plan shows them
-    second = runner.run(settings, now=INVITED + timedelta(days=1))
+    second = send.run(settings, now=INVITED + timedelta(days=1))
     assert second.sent == 11 and second.invites["UPDATE"] == 11
     updates = {k: m for k, m in messages(settings.outbox_path).items() if k.endswith("/update-1")}
     assert len(updates) == 11
@@ -100,16 +100,16 @@ def test_meetup_change_sends_updates_with_same_uid_and_next_sequence(settings: S
         text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         assert "moved from Saturday, January 25, 2020 at 12:30 PM to Saturday, January 25, 2020 at 1:00 PM" in text
         assert msg["Subject"].startswith("Updated:")
-    assert runner.run(settings, now=INVITED + timedelta(days=2)).sent == 0  # once
+    assert send.run(settings, now=INVITED + timedelta(days=2)).sent == 0  # once
 
 
 def test_annual_cancelled_sends_cancels_only_to_pairs_holding_it(settings: Settings) -> None:
-    runner.run(settings, now=ANNUAL_INVITED, catch_up=True)
+    send.run(settings, now=ANNUAL_INVITED, catch_up=True)
     holders = {k.split("/")[1] for k in messages(settings.outbox_path) if k.startswith("2019-2020/") and "annual" in k}
     assert "p08" not in holders  # withdrew in March: never invited
     _edit(settings.program_dir / "cohorts/2019-2020/cohort.toml", 'status = "confirmed"', 'status = "cancelled"',
           after='key = "annual-2020"')
-    report = runner.run(settings, now=ANNUAL_INVITED + timedelta(days=3))
+    report = send.run(settings, now=ANNUAL_INVITED + timedelta(days=3))
     assert report.invites["CANCEL"] == len(holders)
     cancels = {k: m for k, m in messages(settings.outbox_path).items() if "/cancel-" in k}
     assert {k.split("/")[1] for k in cancels} == holders
@@ -120,17 +120,17 @@ def test_annual_cancelled_sends_cancels_only_to_pairs_holding_it(settings: Setti
         assert int(ev["SEQUENCE"]) == 1 and len(ev.get("ATTENDEE")) == 2
         assert msg["Subject"].startswith("Cancelled:")
         assert "ALA Annual 2020 has been cancelled" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert runner.run(settings, now=ANNUAL_INVITED + timedelta(days=4)).sent == 0
+    assert send.run(settings, now=ANNUAL_INVITED + timedelta(days=4)).sent == 0
 
 
 def test_withdrawn_pair_gets_a_cancel_late_pair_without_invite_gets_nothing(settings: Settings) -> None:
     roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
     with roster.open("a", encoding="utf-8") as f:  # matched after Midwinter's invitations went out
         f.write("p13,Ann Late,ann.late@example.org,Bo Late,bo.late@example.org,2020-01-27,active,,,,,\n")
-    runner.run(settings, now=INVITED)
+    send.run(settings, now=INVITED)
     _edit(roster, "p01,Renée Côté,renee.cote@example.org,José Muñoz,jose.munoz@example.org,,active,,",
           "p01,Renée Côté,renee.cote@example.org,José Muñoz,jose.munoz@example.org,,withdrawn,2020-01-10,")
-    runner.run(settings, now=datetime(2020, 1, 10, 17, tzinfo=UTC), catch_up=True)
+    send.run(settings, now=datetime(2020, 1, 10, 17, tzinfo=UTC), catch_up=True)
     keys = set(messages(settings.outbox_path))
     assert "2019-2020/p01/meetup-midwinter-2020/cancel-1" in keys
     assert not any(k.startswith("2019-2020/p13/meetup-midwinter") for k in keys)
@@ -139,16 +139,16 @@ def test_withdrawn_pair_gets_a_cancel_late_pair_without_invite_gets_nothing(sett
 
 
 def test_local_time_line_for_participants_with_a_time_zone(settings: Settings) -> None:
-    runner.run(settings, now=INVITED)
+    send.run(settings, now=INVITED)
     msg = messages(settings.outbox_path)["2019-2020/p02/meetup-midwinter-2020"]
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Zoë: 9:30 AM PST" in text
 
 
 def test_invites_command_writes_each_pairs_current_ics(settings: Settings, tmp_path: Path) -> None:
-    runner.run(settings, now=INVITED)
+    send.run(settings, now=INVITED)
     _edit(settings.program_dir / "cohorts/2019-2020/cohort.toml", "minutes = 60", "minutes = 45")
-    written = runner.export_invites(settings, cohort="2019-2020", out=tmp_path / "ics", now=INVITED)
+    written = queries.export_invites(settings, cohort="2019-2020", out=tmp_path / "ics", now=INVITED)
     names = {p.name for p in written}
     assert "p01-midwinter-2020.ics" in names and "p01-annual-2020.ics" in names
     assert "p08-annual-2020.ics" not in names  # withdrawn before it: never invited

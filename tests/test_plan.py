@@ -8,8 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.core import plan as planner
+from mailer.core import year as planner
 from mailer.core.model import Program
+from mailer.core.occurrence import Occurrence
+from mailer.core.plan import HORIZON, Plan, build_plan
+from mailer.core.plan import due as plan_due
+from mailer.core.records import LedgerView
 from mailer.load.program import load_program
 
 WINDOW = timedelta(days=14)
@@ -23,7 +27,14 @@ def program(program_dir: Path) -> Program:
     return load_program(program_dir)
 
 
-def schedule(program: Program, cohort: str, pair: str) -> dict[str, planner.Occurrence]:
+def due(year: list[Occurrence], *, now: datetime, settled: set[str], late_window: timedelta | None) -> Plan:
+    """Sort `year` into a plan at `now`, as build_plan does with the ledger's settled keys."""
+    plan = Plan(program=Program(Path("."), "", (), ()), now=now)
+    plan_due(year, plan, settled=frozenset(settled), retrying=frozenset(), window=late_window, horizon=HORIZON)
+    return plan
+
+
+def schedule(program: Program, cohort: str, pair: str) -> dict[str, Occurrence]:
     c = program.cohort(cohort)
     assert c is not None
     p = c.pair(pair)
@@ -83,18 +94,18 @@ def test_paused_without_end_gets_nothing(program_dir: Path) -> None:
 def test_due_sends_at_or_after_time_and_never_twice(program: Program) -> None:
     year = list(planner.year_schedule(program))
     at = datetime(2019, 8, 1, 9, tzinfo=NY)
-    before = planner.due(year, now=at - timedelta(seconds=1), settled=set(), late_window=WINDOW)
+    before = due(year, now=at - timedelta(seconds=1), settled=set(), late_window=WINDOW)
     assert before.send == []
-    now = planner.due(year, now=at, settled=set(), late_window=WINDOW)
+    now = due(year, now=at, settled=set(), late_window=WINDOW)
     welcome = {o.key for o in now.send}
     # p02's mentee is in Los Angeles and p07's mentor in Chicago: theirs wait for 09:00 there
     assert welcome == {f"2019-2020/{p}/welcome" for p in
                        ("p01", "p03", "p04", "p06", "p08", "p09", "p10", "p11", "p12")}
-    later = planner.due(year, now=at + timedelta(hours=3), settled=welcome, late_window=WINDOW)
+    later = due(year, now=at + timedelta(hours=3), settled=welcome, late_window=WINDOW)
     assert {o.key for o in later.send} == {"2019-2020/p02/welcome", "2019-2020/p07/welcome"}
     assert next(o for o in later.send if o.pair.id == "p02").due_at == datetime(2019, 8, 1, 9, tzinfo=LA)
     welcome |= {o.key for o in later.send}
-    again = planner.due(year, now=at + timedelta(days=1), settled=welcome, late_window=WINDOW)
+    again = due(year, now=at + timedelta(days=1), settled=welcome, late_window=WINDOW)
     assert again.send == []
 
 
@@ -108,13 +119,13 @@ def test_each_partner_gets_a_per_partner_step_at_their_own_hour(program: Program
 def test_missed_window_skips_and_catch_up_sends(program: Program) -> None:
     year = list(planner.year_schedule(program))
     now = datetime(2019, 10, 20, 12, tzinfo=UTC)  # readings (Oct 1) is 18 days 23 hours late; day-in-the-life 49
-    windowed = planner.due(year, now=now, settled=set(), late_window=WINDOW)
+    windowed = due(year, now=now, settled=set(), late_window=WINDOW)
     assert windowed.send == []
     reasons = {o.key: o.skip_reason for o in windowed.skip}
     assert "18 days late, past the 14-day window" in reasons["2019-2020/p01/readings"]
-    caught = planner.due(year, now=now, settled=set(), late_window=None)
+    caught = due(year, now=now, settled=set(), late_window=None)
     assert {o.step.key for o in caught.send} == {"welcome", "day-in-the-life", "readings"}
-    inside = planner.due(year, now=datetime(2019, 10, 10, 14, tzinfo=UTC), settled=set(), late_window=WINDOW)
+    inside = due(year, now=datetime(2019, 10, 10, 14, tzinfo=UTC), settled=set(), late_window=WINDOW)
     assert {o.step.key for o in inside.send} == {"readings"}  # 9 days late is within the window
 
 
@@ -129,7 +140,7 @@ def test_send_hour_is_local_across_the_dst_change(program_dir: Path, utc_hour: i
     year = [o for o in planner.year_schedule(program) if o.step.key == "resumes" and o.cohort.id == "2019-2020"]
     assert year[0].due_at.utcoffset() == timedelta(hours=-5)
     now = datetime(2019, 11, 3, utc_hour, tzinfo=UTC)
-    plan = planner.due(year, now=now, settled=set(), late_window=WINDOW)
+    plan = due(year, now=now, settled=set(), late_window=WINDOW)
     assert bool(plan.send) is expected
 
 
@@ -146,4 +157,4 @@ def test_cancelled_conference_meetup_is_not_sent(program_dir: Path) -> None:
 
 def test_naive_now_is_refused(program: Program) -> None:
     with pytest.raises(ValueError, match="aware"):
-        planner.due([], now=datetime(2020, 1, 1), settled=set(), late_window=WINDOW)  # noqa: DTZ001
+        build_plan(program, LedgerView(), now=datetime(2020, 1, 1), window=WINDOW)  # noqa: DTZ001

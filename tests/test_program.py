@@ -183,3 +183,15 @@ def test_the_fast_address_check_agrees_with_email_validator(address: str) -> Non
                                             "bücher.example", "a-.example", "x.invalid", "ex ample.org"]))))
 def test_the_fast_address_check_agrees_on_generated_addresses(address: str) -> None:
     test_the_fast_address_check_agrees_with_email_validator(address)
+
+
+def test_an_overlong_template_name_is_a_problem_not_a_crash(program_dir: Path) -> None:
+    """Found by the property test: a 300-character template name made the file check raise ENAMETOOLONG."""
+    program_file = program_dir / "cohorts" / "program.toml"
+    text = program_file.read_text(encoding="utf-8").replace('template = "welcome"', f'template = "{"x" * 300}"', 1)
+    program_file.unlink()  # a link into the package's defaults: replace it, never write through it
+    program_file.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_program(program_dir)
+    assert "steps[1].template expected a template name such as 'welcome'" in str(err.value)
+    assert "at most 64" in str(err.value)

@@ -33,12 +33,12 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from mailer.core import plan as planner
+from mailer.core import year as planner
 from mailer.core.compose import build_message, context
 from mailer.core.csvout import safe_cell, write_csv
 from mailer.core.mime import header_safe
 from mailer.core.model import Program
-from mailer.core.plan import Occurrence
+from mailer.core.occurrence import Occurrence
 from mailer.core.render import Rendered
 from mailer.errors import InputError, Problem
 from mailer.load.program import load_program

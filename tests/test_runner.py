@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mailer.app import runner
+from mailer.app import outcome, rehearse, send
 from mailer.errors import InputError, LockBusy
+from mailer.shell.lock import run_lock
 from mailer.shell.settings import Settings
 
 
@@ -45,7 +46,7 @@ def outbox_keys(settings: Settings) -> Counter[str]:
 
 
 @pytest.fixture(scope="module")
-def daily_year(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[runner.RunReport]]:
+def daily_year(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[outcome.RunReport]]:
     """The sample year run every day in order (shared: it is the slowest thing here)."""
     import shutil
 
@@ -56,11 +57,11 @@ def daily_year(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list
     shutil.copytree(REPO / "templates", root / "program/templates")
     s = Settings(program_dir=root / "program", database=root / "ledger.sqlite3",
                  outbox_dir=root / "outbox", digest=False, _env_file=None)  # type: ignore[call-arg]
-    reports = [runner.run(s, now=now) for now in YEAR]
+    reports = [send.run(s, now=now) for now in YEAR]
     return s, reports
 
 
-def test_every_day_sends_each_message_exactly_once(daily_year: tuple[Settings, list[runner.RunReport]]) -> None:
+def test_every_day_sends_each_message_exactly_once(daily_year: tuple[Settings, list[outcome.RunReport]]) -> None:
     s, reports = daily_year
     sent = {k for k, state in ledger_rows(s).items() if state == "sent"}
     files = outbox_keys(s)
@@ -76,7 +77,7 @@ def test_every_day_sends_each_message_exactly_once(daily_year: tuple[Settings, l
     assert "2020-january/j01/wrap-up" in sent  # the second, overlapping cohort
 
 
-def test_every_message_is_parsable_with_text_and_html(daily_year: tuple[Settings, list[runner.RunReport]]) -> None:
+def test_every_message_is_parsable_with_text_and_html(daily_year: tuple[Settings, list[outcome.RunReport]]) -> None:
     s, _ = daily_year
     for path in (s.outbox_path / "new").iterdir():
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -88,23 +89,23 @@ def test_every_message_is_parsable_with_text_and_html(daily_year: tuple[Settings
 
 
 def test_skipped_and_repeated_runs_give_the_same_set(
-    daily_year: tuple[Settings, list[runner.RunReport]], settings: Settings
+    daily_year: tuple[Settings, list[outcome.RunReport]], settings: Settings
 ) -> None:
     daily, _ = daily_year
     # every third day, and each of those twice: still within the 14-day window
     for now in YEAR[::3]:
-        runner.run(settings, now=now)
-        again = runner.run(settings, now=now + timedelta(minutes=5))
+        send.run(settings, now=now)
+        again = send.run(settings, now=now + timedelta(minutes=5))
         assert again.sent == 0
     assert ledger_rows(settings) == ledger_rows(daily)
     assert outbox_keys(settings) == outbox_keys(daily)
 
 
 def test_rehearsal_writes_what_the_daily_runs_send(
-    daily_year: tuple[Settings, list[runner.RunReport]], settings: Settings, tmp_path: Path
+    daily_year: tuple[Settings, list[outcome.RunReport]], settings: Settings, tmp_path: Path
 ) -> None:
     daily, _ = daily_year
-    result = runner.rehearse(settings, outbox=tmp_path / "rehearsal")
+    result = rehearse.rehearse(settings, outbox=tmp_path / "rehearsal")
     assert result.messages == sum(1 for v in ledger_rows(daily).values() if v == "sent")
     rehearsed = Settings(program_dir=settings.program_dir, outbox_dir=tmp_path / "rehearsal",
                          _env_file=None)  # type: ignore[call-arg]
@@ -122,27 +123,27 @@ def test_rehearsal_refuses_a_foreign_folder(settings: Settings, tmp_path: Path) 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine/notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="not made by a rehearsal"):
-        runner.rehearse(settings, outbox=tmp_path / "mine")
+        rehearse.rehearse(settings, outbox=tmp_path / "mine")
     assert (tmp_path / "mine/notes.txt").exists()
 
 
 def test_run_mid_year_skips_old_steps_and_catch_up_sends_them(settings: Settings) -> None:
     now = datetime(2019, 10, 20, 17, tzinfo=UTC)
-    first = runner.run(settings, now=now)
+    first = send.run(settings, now=now)
     assert first.sent == 0 and first.skipped > 0
     rows = ledger_rows(settings)
     assert rows["2019-2020/p01/readings"] == "skipped"
     # skipped is settled: a later catch-up does not resurrect it ...
-    assert runner.run(settings, now=now, catch_up=True).sent == 0
+    assert send.run(settings, now=now, catch_up=True).sent == 0
 
 
 def test_catch_up_on_a_fresh_ledger_sends_the_backlog(settings: Settings) -> None:
-    report = runner.run(settings, now=datetime(2019, 10, 20, 17, tzinfo=UTC), catch_up=True)
+    report = send.run(settings, now=datetime(2019, 10, 20, 17, tzinfo=UTC), catch_up=True)
     assert report.sent == 3 * 11 and report.skipped == 0  # welcome, day-in-the-life, readings for 11 pairs
 
 
 def test_dry_run_records_and_writes_nothing(settings: Settings) -> None:
-    report = runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC), dry_run=True)
+    report = send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC), dry_run=True)
     assert len(report.planned) == 11 and report.sent == 0
     assert not settings.database_path.exists()
     assert not settings.outbox_path.exists()
@@ -150,14 +151,14 @@ def test_dry_run_records_and_writes_nothing(settings: Settings) -> None:
 
 def test_limit_sends_only_that_many(settings: Settings) -> None:
     now = datetime(2019, 8, 1, 17, tzinfo=UTC)
-    assert runner.run(settings, now=now, limit=1).sent == 1
-    assert runner.run(settings, now=now).sent == 10
+    assert send.run(settings, now=now, limit=1).sent == 1
+    assert send.run(settings, now=now).sent == 10
 
 
 def test_second_run_while_locked_sends_nothing(settings: Settings) -> None:
     now = datetime(2019, 8, 1, 17, tzinfo=UTC)
-    with runner.run_lock(settings.database_path), pytest.raises(LockBusy, match="this run sent nothing"):
-        runner.run(settings, now=now)
+    with run_lock(settings.database_path), pytest.raises(LockBusy, match="this run sent nothing"):
+        send.run(settings, now=now)
     assert not settings.outbox_path.exists() or not any((settings.outbox_path / "new").iterdir())
 
 
@@ -166,7 +167,7 @@ def test_broken_template_stops_before_the_first_send(settings: Settings) -> None
     tpl.write_text(tpl.read_text(encoding="utf-8").replace("{% block body %}", "{% block body %}{{ nope }}", 1),
                    encoding="utf-8")
     with pytest.raises(InputError, match=r"welcome.html.j2:\d+: undefined variable: 'nope' is undefined"):
-        runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
+        send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert not settings.database_path.exists() or ledger_rows(settings) == {}
 
 
@@ -174,13 +175,13 @@ def test_bad_rows_are_reported_good_pairs_served_exit_1(settings: Settings) -> N
     roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
     with roster.open("a", encoding="utf-8") as f:
         f.write("p13,Ann Example,ann@@example.org,Bo Example,bo@example.org,,active,,,,,\n")
-    report = runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
+    report = send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert report.sent == 11 and report.exit_code == 1
     assert "roster.csv:14 (row 13): mentor_email" in str(report.bad_rows[0])
 
 
 def test_ledger_and_outbox_are_owner_only(settings: Settings) -> None:
-    runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
+    send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert settings.database_path.stat().st_mode & 0o777 == 0o600
     assert settings.outbox_path.stat().st_mode & 0o777 == 0o700
     lock = settings.database_path.with_name(settings.database_path.name + ".lock")
@@ -190,32 +191,32 @@ def test_ledger_and_outbox_are_owner_only(settings: Settings) -> None:
 
 
 def test_a_run_with_nothing_due_takes_the_fast_path(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
+    send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
 
     def no_loading(*_a: object, **_k: object) -> None:
         raise AssertionError("the year was loaded")
 
     with monkeypatch.context() as m:
-        m.setattr(runner, "load", no_loading)
-        idle = runner.run(settings, now=datetime(2019, 8, 20, 17, tzinfo=UTC))
+        m.setattr(send, "load_program", no_loading)
+        idle = send.run(settings, now=datetime(2019, 8, 20, 17, tzinfo=UTC))
     assert idle.idle and idle.sent == 0 and idle.exit_code == 0
     # the next step's day is not idle
-    assert runner.run(settings, now=datetime(2019, 9, 1, 17, tzinfo=UTC)).sent == 11
+    assert send.run(settings, now=datetime(2019, 9, 1, 17, tzinfo=UTC)).sent == 11
 
 
 def test_an_edited_roster_ends_the_fast_path(settings: Settings) -> None:
-    runner.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
+    send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     roster = settings.program_dir / "cohorts/2019-2020/roster.csv"
     with roster.open("a", encoding="utf-8") as f:
         f.write("p13,Ann New,ann.new@example.org,Bo New,bo.new@example.org,,active,,,,,\n")
-    report = runner.run(settings, now=datetime(2019, 8, 2, 17, tzinfo=UTC))
+    report = send.run(settings, now=datetime(2019, 8, 2, 17, tzinfo=UTC))
     assert not report.idle and report.sent == 1  # the new pair's welcome, within the window
 
 
 def test_a_withdrawal_date_wakes_the_run_for_its_cancellation(settings: Settings) -> None:
-    runner.run(settings, now=datetime(2020, 5, 21, 17, tzinfo=UTC), catch_up=True)
-    runner.run(settings, now=datetime(2020, 5, 22, 17, tzinfo=UTC))  # records the wake time
-    report = runner.run(settings, now=datetime(2020, 6, 8, 17, tzinfo=UTC))
+    send.run(settings, now=datetime(2020, 5, 21, 17, tzinfo=UTC), catch_up=True)
+    send.run(settings, now=datetime(2020, 5, 22, 17, tzinfo=UTC))  # records the wake time
+    report = send.run(settings, now=datetime(2020, 6, 8, 17, tzinfo=UTC))
     assert not report.idle and report.invites["CANCEL"] == 1
 
 
@@ -236,15 +237,15 @@ def test_an_undated_pause_resumes_with_the_current_step(settings: Settings) -> N
         return {k.split("/", 2)[2] for k in report_keys if k.startswith("2019-2020/p01/")}
 
     for day in (date(2019, 8, 1), date(2019, 11, 1)):
-        runner.run(settings, now=datetime(day.year, day.month, day.day, 17, tzinfo=UTC))
+        send.run(settings, now=datetime(day.year, day.month, day.day, 17, tzinfo=UTC))
     _set_status(settings, "p01", "paused")
-    runner.run(settings, now=datetime(2019, 11, 25, 17, tzinfo=UTC))
+    send.run(settings, now=datetime(2019, 11, 25, 17, tzinfo=UTC))
     for day in (date(2019, 12, 1), date(2019, 12, 20)):
-        runner.run(settings, now=datetime(day.year, day.month, day.day, 17, tzinfo=UTC))
+        send.run(settings, now=datetime(day.year, day.month, day.day, 17, tzinfo=UTC))
     sent_before = {k for k, v in ledger_rows(settings).items() if v == "sent"}
     assert p01(sent_before) == {"welcome", "resumes"}  # nothing while paused (Aug-Oct runs were missed)
     _set_status(settings, "p01", "active")
-    runner.run(settings, now=datetime(2019, 12, 22, 17, tzinfo=UTC))
+    send.run(settings, now=datetime(2019, 12, 22, 17, tzinfo=UTC))
     rows = ledger_rows(settings)
     sent_now = {k for k, v in rows.items() if v == "sent"} - sent_before
     # back: the current activity (project-plan, 21 days old, past the window) and the meetup invitation
@@ -253,10 +254,10 @@ def test_an_undated_pause_resumes_with_the_current_step(settings: Settings) -> N
 
 
 def test_an_undated_withdrawal_cancels_from_the_day_it_is_seen(settings: Settings) -> None:
-    runner.run(settings, now=datetime(2019, 12, 20, 17, tzinfo=UTC), catch_up=True)
+    send.run(settings, now=datetime(2019, 12, 20, 17, tzinfo=UTC), catch_up=True)
     _set_status(settings, "p04", "withdrawn")
-    report = runner.run(settings, now=datetime(2020, 1, 5, 17, tzinfo=UTC))
+    report = send.run(settings, now=datetime(2020, 1, 5, 17, tzinfo=UTC))
     assert report.invites["CANCEL"] == 1
     assert "2019-2020/p04/meetup-midwinter-2020/cancel-1" in ledger_rows(settings)
-    assert runner.run(settings, now=datetime(2020, 2, 1, 17, tzinfo=UTC), catch_up=True).by_step[
+    assert send.run(settings, now=datetime(2020, 2, 1, 17, tzinfo=UTC), catch_up=True).by_step[
         ("2019-2020", "midyear", "sent")] == 20  # p04's pair is gone; p06 paused (dated): 10 pairs x 2

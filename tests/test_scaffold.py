@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from mailer.app import runner
+from mailer.app import rehearse, scaffold
 from mailer.errors import InputError
 from mailer.load.program import load_program
 
 
 def test_init_creates_a_program_check_accepts(tmp_path: Path) -> None:
-    files = runner.init(tmp_path / "new", today=date(2026, 11, 28))
+    files = scaffold.init_program(tmp_path / "new", today=date(2026, 11, 28))
     names = {str(p.relative_to(tmp_path / "new")) for p in files}
     assert {"cohorts/example/cohort.toml", "cohorts/example/roster.csv", "cohorts/program.toml",
             "templates/email/welcome.txt.j2", ".env.example"} <= names
@@ -31,16 +31,16 @@ def test_init_creates_a_program_check_accepts(tmp_path: Path) -> None:
                             capture_output=True, text=True, env=env, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     with pytest.raises(InputError, match="already holds"):
-        runner.init(tmp_path / "new", today=date(2026, 11, 28))
+        scaffold.init_program(tmp_path / "new", today=date(2026, 11, 28))
 
 
 def test_init_then_add_a_pair_and_rehearse(tmp_path: Path) -> None:
-    runner.init(tmp_path / "p", today=date(2026, 11, 28))
+    scaffold.init_program(tmp_path / "p", today=date(2026, 11, 28))
     roster = tmp_path / "p/cohorts/example/roster.csv"
     with roster.open("a", encoding="utf-8") as f:
         f.write("a1,Ada Mentor,ada@example.org,Bea Mentee,bea@example.org,,,,,,,\n")
     from mailer.shell.settings import Settings
 
     s = Settings(program_dir=tmp_path / "p", _env_file=None)  # type: ignore[call-arg]
-    result = runner.rehearse(s, outbox=tmp_path / "year")
+    result = rehearse.rehearse(s, outbox=tmp_path / "year")
     assert result.messages >= 10  # every step, the meetup and the mid-year pair of emails

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.app import runner
+from mailer.app import outcome, send
+from mailer.core.plan import build_plan
 from mailer.errors import ConfigError
 from mailer.shell.ledger import Ledger
 from mailer.shell.settings import Settings
@@ -52,7 +53,7 @@ def assert_no_duplicates(server: SmtpServer) -> None:
 
 def test_plain_delivery_one_connection_ids_match_ledger(settings: Settings, smtp_server: SmtpServer) -> None:
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.sent == 11 and report.exit_code == 0
     assert smtp_server.connections == 1
     ledger = rows(s)
@@ -60,14 +61,14 @@ def test_plain_delivery_one_connection_ids_match_ledger(settings: Settings, smtp
     assert all(r["state"] == "sent" for r in ledger.values())
     msg = email.message_from_bytes(smtp_server.accepted()[0].data, policy=email.policy.default)
     assert msg["Message-ID"] == smtp_server.accepted()[0].message_id
-    assert runner.run(s, now=WELCOME + timedelta(hours=1)).sent == 0  # a rerun sends nothing
+    assert send.run(s, now=WELCOME + timedelta(hours=1)).sent == 0  # a rerun sends nothing
     assert len(smtp_server.accepted()) == 11
 
 
 @pytest.mark.parametrize("stage", ["connect", "mail"])
 def test_421_reconnects_and_delivers(settings: Settings, smtp_server: SmtpServer, stage: str) -> None:
     fault = smtp_server.add_fault(stage, code=421, text="4.3.2 closing, try again")
-    report = runner.run(smtp_settings(settings, smtp_server), now=WELCOME)
+    report = send.run(smtp_settings(settings, smtp_server), now=WELCOME)
     assert fault.fired == 1
     assert report.sent == 11 and report.deferred == 0
     assert smtp_server.connections == 2
@@ -80,7 +81,7 @@ def test_transient_rcpt_is_retried_for_that_recipient_only(settings: Settings, s
                                                             code: int) -> None:
     smtp_server.add_fault("rcpt", code=code, text="4.2.0 mailbox busy", match=ZOE, times=1)
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.sent == 11 and report.exit_code == 0
     assert_no_duplicates(smtp_server)
     zoe = [r for r in smtp_server.accepted() if ZOE in r.rcpt_tos]
@@ -93,16 +94,16 @@ def test_transient_past_the_attempt_limit_is_deferred_then_sent_next_run(
 ) -> None:
     smtp_server.add_fault("rcpt", code=451, text="4.7.1 greylisted", match=ZOE, times=-1)
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.deferred == 1 and report.sent == 10 and report.exit_code == 1
     row = rows(s)["2019-2020/p02/welcome"]
     assert row["state"] == "deferred" and row["attempts"] == 3 and "451 4.7.1 greylisted" in row["reason"]
     assert row["next_attempt_at"] > WELCOME.isoformat()
     assert row["delivered"] == '["dagny.jonsdottir@example.org"]'  # the mentor has it already
     # too early: waits for its next attempt time
-    assert runner.run(s, now=WELCOME + timedelta(minutes=5)).sent == 0
+    assert send.run(s, now=WELCOME + timedelta(minutes=5)).sent == 0
     smtp_server.clear()
-    later = runner.run(s, now=WELCOME + timedelta(hours=2))
+    later = send.run(s, now=WELCOME + timedelta(hours=2))
     assert later.sent == 1
     assert [r.rcpt_tos for r in smtp_server.accepted()] == [[ZOE]]  # only the one still owed
     assert rows(s)["2019-2020/p02/welcome"]["state"] == "sent"
@@ -114,7 +115,7 @@ def test_permanent_refusal_of_one_recipient_is_recorded_not_retried(
 ) -> None:
     smtp_server.add_fault("rcpt", code=code, text="5.1.1 no such user", match=ZOE, times=-1)
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.sent == 11 and report.refused == 1 and report.exit_code == 1
     assert any(ZOE in f[2] and str(code) in f[2] for f in report.failures)
     row = rows(s)["2019-2020/p02/welcome"]
@@ -122,7 +123,7 @@ def test_permanent_refusal_of_one_recipient_is_recorded_not_retried(
     assert [r.rcpt_tos for r in smtp_server.accepted() if "dagny.jonsdottir@example.org" in r.rcpt_tos] == \
         [["dagny.jonsdottir@example.org"]]
     smtp_server.clear()
-    assert runner.run(s, now=WELCOME + timedelta(days=1)).sent == 0
+    assert send.run(s, now=WELCOME + timedelta(days=1)).sent == 0
     assert smtp_server.received == []
 
 
@@ -131,11 +132,11 @@ def test_permanent_after_data_fails_that_message_only(settings: Settings, smtp_s
                                                       code: int) -> None:
     smtp_server.add_fault("data", code=code, text="5.3.4 message too big", times=1)
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.failed == 1 and report.sent == 10 and report.exit_code == 1
     failed = [r for r in rows(s).values() if r["state"] == "failed"]
     assert len(failed) == 1 and f"{code} 5.3.4 message too big" in failed[0]["reason"]
-    assert runner.run(s, now=WELCOME + timedelta(days=1)).sent == 0  # never retried automatically
+    assert send.run(s, now=WELCOME + timedelta(days=1)).sent == 0  # never retried automatically
     assert len(smtp_server.accepted()) == 10
 
 
@@ -144,12 +145,12 @@ def test_disconnect_after_body_is_uncertain_then_resent_once_with_same_id(
 ) -> None:
     smtp_server.add_fault("data", action="disconnect", times=1)
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.uncertain == 1 and report.sent == 10
     dropped = [r for r in smtp_server.received if r.outcome == "dropped"]
     assert len(dropped) == 1
     key = next(k for k, r in rows(s).items() if r["state"] == "uncertain")
-    again = runner.run(s, now=WELCOME + timedelta(minutes=1))
+    again = send.run(s, now=WELCOME + timedelta(minutes=1))
     assert again.sent == 1 and again.resent == 1
     row = rows(s)[key]
     assert row["state"] == "sent" and row["resends"] == 1
@@ -159,21 +160,21 @@ def test_disconnect_after_body_is_uncertain_then_resent_once_with_same_id(
 
 def test_stall_before_data_is_transient(settings: Settings, smtp_server: SmtpServer) -> None:
     smtp_server.add_fault("mail", action="stall", seconds=1.5, times=1)
-    report = runner.run(smtp_settings(settings, smtp_server, smtp_timeout=0.5), now=WELCOME)
+    report = send.run(smtp_settings(settings, smtp_server, smtp_timeout=0.5), now=WELCOME)
     assert report.sent == 11 and report.uncertain == 0
     assert_no_duplicates(smtp_server)
 
 
 def test_stall_after_body_is_uncertain(settings: Settings, smtp_server: SmtpServer) -> None:
     smtp_server.add_fault("data", action="stall", seconds=1.5, times=1)
-    report = runner.run(smtp_settings(settings, smtp_server, smtp_timeout=0.5), now=WELCOME)
+    report = send.run(smtp_settings(settings, smtp_server, smtp_timeout=0.5), now=WELCOME)
     assert report.uncertain == 1 and report.sent == 10
 
 
 def test_server_without_starttls_is_refused_by_name(settings: Settings,
                                                      smtp_server_no_starttls: SmtpServer) -> None:
     s = smtp_settings(settings, smtp_server_no_starttls, smtp_security="starttls")
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.aborted is not None and report.exit_code == 2
     assert f"{smtp_server_no_starttls.host}:{smtp_server_no_starttls.port} does not offer STARTTLS" in \
         str(report.aborted)
@@ -185,14 +186,14 @@ def test_starttls_verified_against_ca_file_and_login(settings: Settings, smtp_se
                                                      smtp_ca_file: Path) -> None:
     s = smtp_settings(settings, smtp_server, smtp_host="localhost", smtp_security="starttls",
                       smtp_ca_file=smtp_ca_file, smtp_username=SMTP_USER, smtp_password=SMTP_PASSWORD)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.sent == 11
     assert smtp_server.logins == [SMTP_USER]
 
 
 def test_starttls_without_the_ca_is_refused(settings: Settings, smtp_server: SmtpServer) -> None:
     s = smtp_settings(settings, smtp_server, smtp_host="localhost", smtp_security="starttls")
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.aborted is not None and "certificate verify failed" in str(report.aborted)
     assert smtp_server.received == []
 
@@ -200,14 +201,14 @@ def test_starttls_without_the_ca_is_refused(settings: Settings, smtp_server: Smt
 def test_implicit_tls(settings: Settings, smtp_server_tls: SmtpServer, smtp_ca_file: Path) -> None:
     s = smtp_settings(settings, smtp_server_tls, smtp_host="localhost", smtp_security="tls",
                       smtp_ca_file=smtp_ca_file, smtp_username=SMTP_USER, smtp_password=SMTP_PASSWORD)
-    assert runner.run(s, now=WELCOME).sent == 11
+    assert send.run(s, now=WELCOME).sent == 11
 
 
 def test_failed_login_names_server_and_user_not_password(settings: Settings, smtp_server: SmtpServer,
                                                          smtp_ca_file: Path) -> None:
     s = smtp_settings(settings, smtp_server, smtp_host="localhost", smtp_security="starttls",
                       smtp_ca_file=smtp_ca_file, smtp_username=SMTP_USER, smtp_password="wrong-canary-7431")
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.aborted is not None and report.exit_code == 2
     text = str(report.aborted)
     assert "refused the login for mailer: 535" in text and "wrong-canary-7431" not in text
@@ -225,11 +226,11 @@ def test_unreachable_server_defers_and_stops_the_run(settings: Settings, smtp_se
     port = smtp_server.port
     smtp_server.stop()
     s = smtp_settings(settings, smtp_server, smtp_port=port)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert report.aborted is not None and report.aborted.deferred and report.exit_code == 1
     assert "cannot be reached" in str(report.aborted)
     assert [r["state"] for r in rows(s).values()] == ["deferred"]  # one claimed, none lost
-    assert runner.run(s, now=WELCOME, dry_run=True).planned  # everything is still due
+    assert send.run(s, now=WELCOME, dry_run=True).planned  # everything is still due
 
 
 def test_rate_limit_spaces_messages(smtp_server: SmtpServer) -> None:
@@ -260,14 +261,14 @@ def test_claims_keep_two_unlocked_runners_from_doubling(settings: Settings, smtp
     s = smtp_settings(settings, smtp_server)
     program = load_program(s.program_dir)
     Ledger.open(s.database_path).close()
-    reports: list[runner.RunReport] = []
+    reports: list[outcome.RunReport] = []
 
     def one() -> None:
         with Ledger.open(s.database_path) as ledger:
             transport = SmtpTransport(smtp_server.host, smtp_server.port, security="none")
             try:
-                reports.append(runner.execute(program, ledger, transport, now=WELCOME,
-                                              late_window=timedelta(days=14)))
+                plan = build_plan(program, ledger.snapshot(WELCOME), now=WELCOME, window=timedelta(days=14))
+                reports.append(send.execute(plan, ledger, transport, outcome.RunReport(now=WELCOME)))
             finally:
                 transport.close()
 
@@ -296,7 +297,7 @@ def test_pipelined_transactions_handle_every_answer(settings: Settings, smtp_ser
     if fault:
         smtp_server.add_fault(**fault)  # type: ignore[arg-type]
     s = smtp_settings(settings, smtp_server)
-    report = runner.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME)
     assert_no_duplicates(smtp_server)
     permanent = fault is not None and str(fault["code"]).startswith("5")
     assert report.sent + report.failed == 11 and report.deferred == 0

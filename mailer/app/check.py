@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mailer.core import plan as planner
+from jinja2 import TemplateError
+
 from mailer.core.compose import context, template_name
 from mailer.core.ical import build_ics
-from mailer.core.meetups import build_invite
+from mailer.core.invitation import build_invite
 from mailer.core.model import Pair, Person
-from mailer.core.plan import InviteChange
+from mailer.core.occurrence import InviteChange
 from mailer.core.render import template_problem
+from mailer.core.year import pair_schedule, year_schedule
 from mailer.errors import InputError, Problem
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
@@ -31,11 +33,9 @@ def check_program(settings: Settings) -> CheckResult:
     """Everything wrong with the program folder, all at once; nothing is sent or recorded."""
     result = CheckResult()
     root = settings.program_dir
-    renderer = renderer_for(root / "templates" / "email")
-    # syntax of every template file, used or not, so a typo is found before its month comes
-    from jinja2 import TemplateError
-
     templates = root / "templates" / "email"
+    renderer = renderer_for(templates)
+    # syntax of every template file, used or not, so a typo is found before its month comes
     if templates.is_dir():
         for path in sorted(templates.glob("*.j2")):
             try:
@@ -57,8 +57,8 @@ def check_program(settings: Settings) -> CheckResult:
     stand_in = Pair("example", Person("Alex Example", "alex@example.org", "alex@example.org", "mentor"),
                     Person("Sam Example", "sam@example.org", "sam@example.org", "mentee"))
     empty = [replace(c, pairs=(stand_in,)) for c in program.cohorts if not c.pairs]
-    occurrences = [*planner.year_schedule(program),
-                   *(o for c in empty for o in planner.pair_schedule(c, stand_in))]
+    occurrences = [*year_schedule(program),
+                   *(o for c in empty for o in pair_schedule(c, stand_in))]
     for occ in occurrences:
         variants = [occ]
         if occ.has_invite:  # the update and the cancellation must render too, should they be needed

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import date, datetime, time
+from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
 from mailer.core import mime
+from mailer.core.dates import fmt_date, fmt_day, fmt_range, fmt_time
 from mailer.core.model import Conference, Pair, Person, Program, Role
-from mailer.core.plan import Occurrence
+from mailer.core.occurrence import Occurrence
 from mailer.core.render import Rendered
-
-
-def fmt_date(d: date) -> str:
-    return f"{d:%B} {d.day}, {d.year}"
-
-
-def fmt_day(d: date) -> str:
-    return f"{d:%A}, {fmt_date(d)}"
-
-
-def fmt_time(t: time | datetime) -> str:
-    hour = t.hour % 12 or 12
-    return f"{hour}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}"
-
-
-def fmt_range(a: date, b: date) -> str:
-    if a.year != b.year:
-        return f"{fmt_date(a)} – {fmt_date(b)}"
-    if a.month != b.month:
-        return f"{a:%B} {a.day} – {b:%B} {b.day}, {a.year}"
-    return f"{a:%B} {a.day}–{b.day}, {a.year}"
 
 
 def message_id(secret: bytes, key: str, domain: str) -> str:

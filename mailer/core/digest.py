@@ -7,9 +7,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import format_datetime
 
+from mailer.core import mime
+from mailer.core.keys import parse
 from mailer.core.model import Program
-from mailer.core.plan import Occurrence
+from mailer.core.occurrence import Occurrence
 from mailer.core.records import Row
 from mailer.core.render import Rendered
 from mailer.errors import Problem
@@ -52,10 +55,9 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
 
     lines = []
     for key, state, reply in facts.failures:
-        cohort, pair = key.split("/")[:2]
-        if cohort in cohort_set:
-            step = "/".join(key.split("/")[2:])
-            lines.append(f"{cohort} pair {pair}, {step}: {state}: {reply}")
+        k = parse(key)
+        if k.cohort in cohort_set:
+            lines.append(f"{k.cohort} pair {k.pair}, {str(k).split('/', 2)[2]}: {state}: {reply}")
     sections.append(("Failures", lines or ["None."]))
 
     lines = [f"{r.cohort} pair {r.pair}, {r.step}: Message-ID {r.message_id}; {r.reason or 'no reply'}"
@@ -65,8 +67,8 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
 
     lines = [str(p) for p in facts.bad_rows
              if any(f"cohorts/{c}/" in p.file for c in cohort_set) and (p.field or "").endswith("_email")]
-    lines += [f"{key.split('/')[0]} pair {key.split('/')[1]}: {reply}" for key, state, reply in facts.failures
-              if state == "refused" and key.split("/")[0] in cohort_set]
+    refused = [(parse(key), reply) for key, state, reply in facts.failures if state == "refused"]
+    lines += [f"{k.cohort} pair {k.pair}: {reply}" for k, reply in refused if k.cohort in cohort_set]
     sections.append(("Pairs with a bad address", lines or ["None."]))
 
     coming: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -91,3 +93,15 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
         page.append("</ul>")
     page.append("</body></html>\n")
     return Rendered(subject, text, "".join(page))
+
+
+def message(rendered: Rendered, *, name: str, address: str, key: str, msg_id: str, now: datetime) -> bytes:
+    """The digest as wire bytes: from the coordinator to the coordinator, marked as automatic (RFC 3834)."""
+    who = mime.address(mime.header_safe(name), address)
+    headers = [("From", who), ("To", who),
+               ("Subject", mime.unstructured("Subject", mime.header_safe(rendered.subject))),
+               ("Date", format_datetime(now)), ("Message-ID", msg_id),
+               ("Auto-Submitted", "auto-generated"), ("X-Mentor-Mailer-Key", key)]
+    body = mime.multipart("alternative", "=_mm_digest", [mime.text("plain", rendered.text),
+                                                          mime.text("html", rendered.html)])
+    return mime.message(headers, body)

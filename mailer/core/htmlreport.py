@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from html import escape
 
+from mailer.core.keys import parse
 from mailer.core.model import Cohort, Pair, Program, Step
-from mailer.core.plan import Occurrence
+from mailer.core.occurrence import Occurrence
 from mailer.core.records import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN, Row
 
 STATES = (SENT, SKIPPED, FAILED, DEFERRED, UNCERTAIN)
@@ -30,7 +31,6 @@ _LEGEND = (
     ("upcoming", "due in the next run's plan"),
 )
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_CHANGE = re.compile(r"/(update|cancel)-(\d+)$")
 
 CSS = """
 :root{color-scheme:light;--ink:#1d2329;--muted:#56606b;--line:#d5dbe1;
@@ -152,10 +152,10 @@ def _cohort(cohort: Cohort, rows: Sequence[Row], upcoming: Sequence[Occurrence],
 
 
 def _cell(step: Step, rows: list[Row], coming: int, today: date, now_col: bool) -> str:
-    plain = Counter(r.state for r in rows if not _CHANGE.search(r.key))
+    plain = Counter(r.state for r in rows if parse(r.key).change is None)
     lines = [_count(s, plain[s]) for s in _states(plain)]
     for kind in ("update", "cancel"):
-        done = [r for r in rows if (m := _CHANGE.search(r.key)) and m.group(1) == kind]
+        done = [r for r in rows if parse(r.key).change == kind]
         if done:
             states = Counter(r.state for r in done)
             how = ", ".join(f"{s}: {states[s]}" for s in _states(states))
@@ -249,14 +249,11 @@ def _pair_names(pair: Pair) -> str:
 
 
 def _row_step(r: Row) -> str:
-    m = _CHANGE.search(r.key)
-    return r.step + (f" ({m.group(1)} {m.group(2)})" if m else "") + (f", to the {r.role}" if r.role else "")
+    return parse(r.key).label
 
 
 def _occ_step(o: Occurrence) -> str:
-    change = "" if o.change is None else \
-        f" ({'cancel' if o.change.method == 'CANCEL' else 'update'} {o.change.sequence})"
-    return o.step.key + change + (f", to the {o.role}" if o.role else "")
+    return parse(o.key).label
 
 
 def _now(flag: bool) -> str:

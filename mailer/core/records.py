@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 # A message's life: (due) -> sending -> sent | deferred | failed | uncertain; or skipped.
 # `sending` is committed before the SMTP transaction starts, so a crash leaves a trace.
@@ -47,3 +48,13 @@ class SentInvite:
     sequence: int
     method: str  # REQUEST or CANCEL
     details: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """What planning needs of the ledger at one instant, read once: nothing in a plan goes back to SQLite."""
+
+    settled: frozenset[str] = frozenset()  # keys not to send now: final, held back, or resent already
+    retrying: frozenset[str] = frozenset()  # keys already attempted: never dropped by the late window
+    invites: tuple[SentInvite, ...] = ()  # the latest invitation each pair holds
+    history: dict[tuple[str, str], list[tuple[str, datetime]]] = field(default_factory=dict)  # statuses seen

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from mailer.core.model import Program
-from mailer.core.plan import Occurrence
+from mailer.core.keys import parse
+from mailer.core.occurrence import Occurrence
+from mailer.core.plan import Plan
 from mailer.core.records import FAILED, SENT, SKIPPED, Row
 
 
@@ -31,21 +32,20 @@ class CohortStatus:
     coming: list[dict[str, object]] = field(default_factory=list)  # next 30 days: date, step, messages
 
 
-def status(program: Program, rows: Iterable[Row], *, upcoming: list[Occurrence],
-           now: datetime | None = None) -> list[CohortStatus]:
+def status(plan: Plan, rows: Iterable[Row]) -> list[CohortStatus]:
     """Per cohort and step: how many messages were sent, skipped, failed; what needs the coordinator's
     attention (failures with the server's reply, uncertain messages, refused recipients); the next step
-    and, from `now`, what is due in the next 30 days."""
-    rows = list(rows)
+    and what is due in the 30 days from the plan's `now`."""
+    program, now = plan.program, plan.now
     counts: dict[tuple[str, str], dict[str, int]] = {}
     attention: dict[str, list[dict[str, object]]] = {}
     for r in rows:
         if r.state in ("failed", "deferred", "uncertain"):
             attention.setdefault(r.cohort, []).append(
-                {"pair": r.pair, "step": r.key.split("/", 2)[2], "state": r.state, "detail": r.reason or ""})
+                {"pair": r.pair, "step": _step_part(r.key), "state": r.state, "detail": r.reason or ""})
         for rcpt, reply in r.refused.items():
             attention.setdefault(r.cohort, []).append(
-                {"pair": r.pair, "step": r.key.split("/", 2)[2], "state": "refused", "detail": f"{rcpt}: {reply}"})
+                {"pair": r.pair, "step": _step_part(r.key), "state": "refused", "detail": f"{rcpt}: {reply}"})
         c = counts.setdefault((r.cohort, r.step), {})
         c[r.state] = c.get(r.state, 0) + 1
     out = []
@@ -56,19 +56,23 @@ def status(program: Program, rows: Iterable[Row], *, upcoming: list[Occurrence],
             steps.append(StepStatus(cohort.id, step.key, step.due.isoformat(), step.description,
                                     {k: c.get(k, 0) for k in (SENT, SKIPPED, FAILED)}
                                     | {k: v for k, v in c.items() if k not in (SENT, SKIPPED, FAILED)}))
-        nxt = next((o for o in upcoming if o.cohort.id == cohort.id), None)
+        nxt = plan.next_by_cohort.get(cohort.id)
         next_step = (f"{nxt.step.key} on {nxt.due_at.astimezone(cohort.timezone).date().isoformat()}"
                      if nxt else None)
         coming: dict[tuple[str, str], int] = {}
-        if now is not None:
-            for o in upcoming:
-                if o.cohort.id == cohort.id and o.due_at < now + timedelta(days=30):
-                    day = o.due_at.astimezone(cohort.timezone).date().isoformat()
-                    coming[(day, o.step.key)] = coming.get((day, o.step.key), 0) + 1
+        for o in plan.upcoming:
+            if o.cohort.id == cohort.id and o.change is None and o.due_at < now + timedelta(days=30):
+                day = o.due_at.astimezone(cohort.timezone).date().isoformat()
+                coming[(day, o.step.key)] = coming.get((day, o.step.key), 0) + 1
         out.append(CohortStatus(cohort.id, cohort.name, len(cohort.pairs), steps, next_step,
                                 attention.get(cohort.id, []),
                                 [{"date": d, "step": s, "messages": n} for (d, s), n in sorted(coming.items())]))
     return out
+
+
+def _step_part(key: str) -> str:
+    """The key without its cohort and pair: step, recipient and change, as `status --json` has always shown it."""
+    return str(parse(key)).split("/", 2)[2]
 
 
 def plan_rows(occurrences: Iterable[Occurrence]) -> list[dict[str, object]]:

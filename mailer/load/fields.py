@@ -14,6 +14,8 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
+
 from mailer.errors import Problem
 
 # \Z, not $: "$" also matches before a final newline, and "welcome\n" must not pass for a key
@@ -83,8 +85,6 @@ def clean_text(value: str, col: Collector, name: str) -> str:
 
 def email_address(value: Any, name: str, col: Collector) -> tuple[str, str] | None:
     """(normalised address, address for the wire) or None after reporting why not."""
-    from email_validator import EmailNotValidError, validate_email
-
     if not isinstance(value, str) or not value.strip():
         col.add(name, "is empty: expected an email address")
         return None
@@ -126,8 +126,6 @@ def _plain_address(value: str) -> tuple[str, str] | None:
 
 @functools.lru_cache(maxsize=4096)
 def _checked_domain(domain: str) -> tuple[str, str] | None:
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         info = validate_email(f"a@{domain}", check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:

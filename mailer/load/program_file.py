@@ -78,8 +78,9 @@ def _parse_step(item: dict[str, Any], where: str, col: Collector, templates: Pat
         col.add(f"{where}.key", f"expected lowercase letters, digits and '-' (at most 64), got {kind(key)}")
         key = "?"
     template = item.get("template")
-    if not isinstance(template, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", template):
-        col.add(f"{where}.template", f"expected a template name such as 'welcome', got {kind(template)}")
+    if not isinstance(template, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", template):
+        col.add(f"{where}.template", "expected a template name such as 'welcome' (letters, digits, '_' and '-', "
+                                     f"at most 64), got {kind(template)}")
         template = "?"
     else:
         for ext in ("txt.j2", "html.j2"):

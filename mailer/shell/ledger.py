@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,80 +24,12 @@ from mailer.core.records import (
     SENT,
     SKIPPED,
     UNCERTAIN,
+    LedgerView,
     Row,
     SentInvite,
 )
 from mailer.errors import LedgerError
-
-_MIGRATIONS: list[str] = [
-    # 1: the first schema
-    """
-    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE messages (
-        key         TEXT PRIMARY KEY,
-        cohort      TEXT NOT NULL,
-        pair        TEXT NOT NULL,
-        step        TEXT NOT NULL,
-        role        TEXT,
-        state       TEXT NOT NULL,
-        due_at      TEXT NOT NULL,
-        message_id  TEXT,
-        recipients  TEXT,
-        subject     TEXT,
-        reason      TEXT,
-        location    TEXT,
-        attempts    INTEGER NOT NULL DEFAULT 0,
-        updated_at  TEXT NOT NULL,
-        sent_at     TEXT
-    );
-    CREATE INDEX messages_cohort_step ON messages (cohort, step);
-    CREATE TABLE runs (
-        id          INTEGER PRIMARY KEY,
-        started_at  TEXT NOT NULL,
-        finished_at TEXT,
-        sent        INTEGER NOT NULL DEFAULT 0,
-        skipped     INTEGER NOT NULL DEFAULT 0,
-        failed      INTEGER NOT NULL DEFAULT 0
-    );
-    """,
-    # 2: delivery state for SMTP: which recipients took it, which refused it, when to try again
-    """
-    ALTER TABLE messages ADD COLUMN delivered TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE messages ADD COLUMN refused TEXT NOT NULL DEFAULT '{}';
-    ALTER TABLE messages ADD COLUMN next_attempt_at TEXT;
-    ALTER TABLE messages ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE messages ADD COLUMN phase TEXT;
-    ALTER TABLE messages ADD COLUMN claimed_by TEXT;
-    ALTER TABLE runs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE runs ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX messages_state ON messages (state)
-    """,
-    # 3: the meetup invitations each pair holds, so changes can be sent as updates or cancellations
-    """
-    CREATE TABLE invites (
-        uid         TEXT PRIMARY KEY,
-        cohort      TEXT NOT NULL,
-        pair        TEXT NOT NULL,
-        conference  TEXT NOT NULL,
-        step        TEXT NOT NULL,
-        sequence    INTEGER NOT NULL,
-        method      TEXT NOT NULL,
-        details     TEXT NOT NULL,
-        message_key TEXT NOT NULL,
-        updated_at  TEXT NOT NULL
-    )
-    """,
-    # 4: each pair's roster status as runs saw it, so an undated pause or withdrawal has a date
-    """
-    CREATE TABLE pair_status (
-        cohort  TEXT NOT NULL,
-        pair    TEXT NOT NULL,
-        status  TEXT NOT NULL,
-        since   TEXT NOT NULL,
-        PRIMARY KEY (cohort, pair, since)
-    )
-    """,
-]
+from mailer.shell.migrations import MIGRATIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +85,14 @@ class Ledger:
             raise LedgerError(f"{path}: cannot create the ledger: {exc.strerror}") from None
         return ledger
 
+    @classmethod
+    def view(cls, path: Path, now: datetime) -> LedgerView:
+        """A snapshot for a command that only reads: an empty one when there is no ledger yet."""
+        if not Path(path).exists():
+            return LedgerView()
+        with cls.open(path) as ledger:
+            return ledger.snapshot(now)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -164,11 +104,11 @@ class Ledger:
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
+        if version > len(MIGRATIONS):
             raise LedgerError(f"{self.path}: written by a newer mentor-mailer (schema {version}); upgrade first")
-        for number, script in enumerate(_MIGRATIONS[version:], version + 1):
+        for number, (_, statements) in enumerate(MIGRATIONS[version:], version + 1):
             with self.transaction():
-                for statement in filter(str.strip, script.split(";")):
+                for statement in statements:
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {number}")
         with self.transaction():
@@ -190,6 +130,11 @@ class Ledger:
         row = self.conn.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
         return bytes.fromhex(row[0])
 
+    def snapshot(self, now: datetime) -> LedgerView:
+        """Everything a plan needs of the ledger at `now`, read in one go."""
+        return LedgerView(settled=frozenset(self.settled_keys(now)), retrying=frozenset(self.retrying_keys()),
+                          invites=tuple(self.sent_invites()), history=self.status_history())
+
     def settled_keys(self, now: datetime) -> set[str]:
         """Keys a run must not send now: final ones, deferred ones not yet due for another try,
         and uncertain ones already resent once."""
@@ -204,18 +149,16 @@ class Ledger:
         rows = self.conn.execute("SELECT key FROM messages WHERE state IN (?, ?)", (DEFERRED, UNCERTAIN))
         return {r[0] for r in rows}
 
-    def recover(self, now: datetime, *, alive: Callable[[str | None], bool] = lambda owner: False) -> list[str]:
+    def recover(self, now: datetime) -> list[str]:
         """Messages a crashed run left `sending`: those whose body went out become `uncertain` (the
         server may have them); those stopped before the body are simply due again. Returns the former.
 
-        `alive(owner)` tells a run still at work from a dead one; rows of live runs are left alone.
+        Called only under the run lock, so every `sending` row belongs to a run that is gone.
         """
         uncertain: list[str] = []
         with self.transaction() as conn:
-            rows = conn.execute("SELECT key, phase, claimed_by FROM messages WHERE state = ?", (SENDING,)).fetchall()
-            for key, phase, owner in rows:
-                if alive(owner):
-                    continue
+            rows = conn.execute("SELECT key, phase FROM messages WHERE state = ?", (SENDING,)).fetchall()
+            for key, phase in rows:
                 if phase == BODY:
                     uncertain.append(key)
                     conn.execute("UPDATE messages SET state = ?, reason = ?, updated_at = ? WHERE key = ?",
@@ -350,9 +293,8 @@ class Ledger:
         return [_row(r) for r in self.conn.execute("SELECT * FROM messages WHERE state = ? ORDER BY due_at, key",
                                                    (state,))]
 
-    def rows(self, cohort: str | None = None) -> list[Row]:
-        sql = "SELECT * FROM messages" + (" WHERE cohort=?" if cohort else "") + " ORDER BY due_at, key"
-        return [_row(r) for r in self.conn.execute(sql, (cohort,) if cohort else ())]
+    def rows(self) -> list[Row]:
+        return [_row(r) for r in self.conn.execute("SELECT * FROM messages ORDER BY due_at, key")]
 
 
 def _row(r: sqlite3.Row) -> Row:

@@ -1,0 +1,47 @@
+"""The coordinator's digest after a run: one email per coordinator whose cohorts the run touched."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mailer.app.outcome import RunReport
+from mailer.core import digest
+from mailer.core.compose import message_id
+from mailer.core.keys import cohort_of
+from mailer.core.plan import Plan
+from mailer.core.records import SENT, UNCERTAIN
+from mailer.errors import TransportError
+from mailer.shell.ledger import Ledger
+from mailer.shell.transport import Outgoing, Transport
+
+
+def send_digests(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport) -> None:
+    """Send each coordinator their digest; a failure to send it is reported, never fatal (the messages
+    themselves are already recorded)."""
+    program, now = plan.program, report.now
+    facts = digest.RunFacts(now=now, summary=report.summary(), by_step=dict(report.by_step),
+                            failures=report.failures, bad_rows=report.bad_rows)
+    if not digest.needed(facts):
+        return
+    touched = {c for c, _, _ in report.by_step} | {cohort_of(k) for k, _, _ in report.failures}
+    by_coordinator: dict[str, list[str]] = {}
+    for cohort in program.cohorts:
+        if cohort.id in touched:
+            by_coordinator.setdefault(cohort.coordinator.ascii_email, []).append(cohort.id)
+    upcoming = [o for o in plan.upcoming if o.due_at < now + timedelta(days=30)]
+    uncertain = ledger.rows_in_state(UNCERTAIN)
+    for address, cohort_ids in sorted(by_coordinator.items()):
+        name = next(c.coordinator.name for c in program.cohorts if c.id == cohort_ids[0])
+        rendered = digest.build(program, facts, cohorts=cohort_ids, uncertain=uncertain, upcoming=upcoming)
+        key = f"digest/{now.isoformat()}/{address}"
+        data = digest.message(rendered, name=name, address=address, key=key, now=now,
+                              msg_id=message_id(ledger.secret, key, address.rpartition("@")[2]))
+        try:
+            result = transport.send(Outgoing(key.replace(":", "-"), now, address, [address], data))
+        except TransportError as exc:
+            report.digest_errors.append(f"digest to {address}: {exc}")
+            continue
+        if result.state != SENT:
+            report.digest_errors.append(f"digest to {address}: {result.state}: {result.detail}")
+        else:
+            report.digests += 1

@@ -1,0 +1,120 @@
+"""The read-only commands: plan, status, preview, the invitations export and the report page.
+
+Each builds the same plan a run would (one snapshot of the ledger, `build_plan`) and records nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from mailer.core.compose import build_message, context, message_id, template_name
+from mailer.core.htmlreport import render_report
+from mailer.core.occurrence import InviteChange, Occurrence
+from mailer.core.plan import HORIZON, Plan, build_plan
+from mailer.core.status import CohortStatus
+from mailer.core.status import status as cohort_status
+from mailer.core.year import year_schedule
+from mailer.errors import InputError
+from mailer.load.program import load_program
+from mailer.load.templates import renderer_for
+from mailer.shell.ledger import Ledger
+from mailer.shell.settings import Settings
+
+
+def current_plan(settings: Settings, *, now: datetime, cohorts: list[str] | None = None,
+                 horizon: timedelta = HORIZON) -> Plan:
+    """The plan a run at `now` would follow, with what is coming up to `horizon` after it."""
+    program = load_program(settings.program_dir, cohort_ids=cohorts or None)
+    return build_plan(program, Ledger.view(settings.database_path, now), now=now,
+                      window=timedelta(days=settings.late_window_days), horizon=horizon)
+
+
+def upcoming(settings: Settings, *, now: datetime, start: datetime | None = None, end: datetime | None = None,
+             cohorts: list[str] | None = None) -> list[Occurrence]:
+    """Messages not yet sent whose time falls in [start, end), as planned at `start` (default: now, and the
+    next 30 days); from now, what is due and not yet sent is listed too."""
+    at = start or now
+    end = end or at + timedelta(days=30)
+    plan = current_plan(settings, now=at, cohorts=cohorts, horizon=max(end - at, timedelta(0)))
+    return plan.coming(at, end, due_now=start is None)
+
+
+def status(settings: Settings, *, now: datetime, cohorts: list[str] | None = None) -> list[CohortStatus]:
+    """The ledger's view per cohort and step, with each cohort's next step."""
+    plan = current_plan(settings, now=now, cohorts=cohorts)
+    rows = []
+    if settings.database_path.exists():
+        with Ledger.open(settings.database_path) as ledger:
+            rows = ledger.rows()
+    return cohort_status(plan, rows)
+
+
+def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: str | None = None,
+            role: str | None = None, fmt: str = "text") -> str:
+    """One message rendered as it would go out: text, HTML, or the whole .eml."""
+    program = load_program(settings.program_dir, cohort_ids=[cohort] if cohort else None)
+    matches = [o for o in year_schedule(program)
+               if o.pair.id == pair and o.step.key == step and (role is None or o.role in (role, None))]
+    if not matches:
+        known = sorted({s.key for c in program.cohorts for s in c.steps})
+        raise InputError([f"no message for pair '{pair}' and step '{step}'; steps are: {', '.join(known)}"])
+    if len({o.cohort.id for o in matches}) > 1:
+        raise InputError([f"pair '{pair}' is in several cohorts; add --cohort"])
+    occ = matches[0]
+    rendered = renderer_for(program.templates_dir).render(context(program, occ), template_name(occ))
+    if fmt == "html":
+        return rendered.html
+    if fmt == "eml":
+        ics = _ics(occ, now) if occ.has_invite else None
+        domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
+        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now, ics=ics)
+        return data.decode("ascii").replace("\r\n", "\n")
+    return f"Subject: {rendered.subject}\n\n{rendered.text}"
+
+
+def export_invites(settings: Settings, *, now: datetime, cohort: str, out: Path) -> list[Path]:
+    """Write each pair's current invitation as an .ics file: as last sent, or as it will next go out."""
+    plan = current_plan(settings, now=now, cohorts=[cohort])
+    held = {(i.pair, i.step): i for i in Ledger.view(settings.database_path, now).invites if i.cohort == cohort}
+    changes = {(o.pair.id, o.step.key): o for o in plan.send if o.change is not None}
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for occ in year_schedule(plan.program):
+        if not occ.has_invite:
+            continue
+        current = changes.get((occ.pair.id, occ.step.key))
+        sent = held.get((occ.pair.id, occ.step.key))
+        if current is None and sent is not None:
+            method: Literal["REQUEST", "CANCEL"] = "CANCEL" if sent.method == "CANCEL" else "REQUEST"
+            current = replace(occ, change=InviteChange(method, sent.sequence, "")) if sent.sequence else occ
+        if current is None:
+            if occ.skip_reason is not None:
+                continue  # this pair will never be invited to this meetup
+            current = occ
+        path = out / f"{occ.pair.id}-{occ.step.conference.key}.ics"  # type: ignore[union-attr]
+        path.write_bytes(_ics(current, now))
+        written.append(path)
+    return written
+
+
+def html_report(settings: Settings, out: Path, *, now: datetime) -> Path:
+    """The coordinator's report page: timeline per cohort, failures, the next run's plan."""
+    plan = current_plan(settings, now=now)
+    rows = []
+    if settings.database_path.exists():
+        with Ledger.open(settings.database_path) as ledger:
+            rows = ledger.rows()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now), encoding="utf-8")
+    return out
+
+
+def _ics(occ: Occurrence, now: datetime) -> bytes:
+    # imported only when an invitation is written: icalendar is slow to load
+    from mailer.core.ical import build_ics
+    from mailer.core.invitation import build_invite
+
+    return build_ics(build_invite(occ, now))

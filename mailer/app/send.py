@@ -1,0 +1,210 @@
+"""A run: take a snapshot of the ledger, build the plan, execute it (render, claim, send, record), report.
+
+Each message is claimed (`sending`, committed) before its SMTP transaction starts and finished after the
+server's answer, so a crash anywhere leaves the ledger telling the truth.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from mailer.app import digests, fastpath
+from mailer.app.outcome import RunReport
+from mailer.core.compose import build_message, context, envelope, message_id, template_name
+from mailer.core.meetups import details
+from mailer.core.model import Program
+from mailer.core.occurrence import Occurrence
+from mailer.core.plan import Plan, build_plan
+from mailer.core.records import DEFERRED, SENT, SKIPPED, UNCERTAIN
+from mailer.core.render import Renderer
+from mailer.errors import InputError, Problem, TransportError
+from mailer.load.program import load_program
+from mailer.load.templates import renderer_for
+from mailer.shell.ledger import Ledger
+from mailer.shell.lock import run_lock
+from mailer.shell.settings import Settings
+from mailer.shell.transport import Delivery, Outbox, Outgoing, Transport
+
+if TYPE_CHECKING:
+    from mailer.core.ical import Invite
+
+_HOST = socket.gethostname()
+
+
+def run(settings: Settings, *, now: datetime, transport: Transport | None = None, dry_run: bool = False,
+        catch_up: bool = False, limit: int | None = None, cohorts: list[str] | None = None,
+        progress: Callable[[int, int], None] | None = None, stop: Callable[[], bool] | None = None) -> RunReport:
+    """Send everything due at `now`, exactly once, and report."""
+    if now.tzinfo is None:
+        raise InputError(["--now must carry a time zone offset, e.g. 2020-01-15T14:00:00Z"])
+    plain = not (dry_run or catch_up or cohorts or limit is not None)
+    window = None if catch_up else timedelta(days=settings.late_window_days)
+    if dry_run:
+        return dry(settings, now=now, window=window, limit=limit, cohorts=cohorts)
+    with run_lock(settings.database_path), Ledger.open(settings.database_path) as ledger:
+        # the files are fingerprinted before they are read: an edit saved during the run is seen by the next
+        fingerprint = fastpath.fingerprint(settings)
+        if plain and fastpath.idle(ledger, fingerprint, now):
+            return RunReport(now=now, idle=True)
+        program = load_program(settings.program_dir, cohort_ids=cohorts or None)
+        report = RunReport(now=now, bad_rows=list(program.skipped_rows))
+        plan = prepare(program, ledger, now=now, window=window, report=report)
+        transport = transport or open_transport(settings)
+        try:
+            execute(plan, ledger, transport, report, limit=limit, progress=progress, stop=stop,
+                    retry_after=timedelta(minutes=settings.smtp_retry_minutes))
+            if settings.digest:
+                digests.send_digests(plan, ledger, transport, report)
+            if plain:
+                fastpath.remember(ledger, plan, report, fingerprint)
+        finally:
+            transport.close()
+        return report
+
+
+def dry(settings: Settings, *, now: datetime, window: timedelta | None, limit: int | None,
+        cohorts: list[str] | None) -> RunReport:
+    """What a run would do now, from the same plan, recording nothing."""
+    program = load_program(settings.program_dir, cohort_ids=cohorts or None)
+    plan = build_plan(program, Ledger.view(settings.database_path, now), now=now, window=window)
+    return RunReport(now=now, dry_run=True, planned=plan.send[:limit] if limit else plan.send,
+                     planned_skips=plan.skip, bad_rows=list(program.skipped_rows))
+
+
+def prepare(program: Program, ledger: Ledger, *, now: datetime, window: timedelta | None,
+            report: RunReport) -> Plan:
+    """Under the run lock: recover what a crashed run left, note the roster's statuses, plan from a snapshot."""
+    report.recovered = ledger.recover(now)
+    ledger.observe_statuses(((c.id, p.id, p.status) for c in program.cohorts for p in c.pairs), now)
+    return build_plan(program, ledger.snapshot(now), now=now, window=window)
+
+
+def open_transport(settings: Settings) -> Transport:
+    if settings.transport == "smtp":
+        from mailer.shell.smtp import SmtpTransport  # imported only when used: smtplib and ssl are slow to load
+
+        return SmtpTransport.from_settings(settings)
+    return Outbox(settings.outbox_path)
+
+
+def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport, *, limit: int | None = None,
+            progress: Callable[[int, int], None] | None = None, renderer: Renderer | None = None,
+            retry_after: timedelta = timedelta(minutes=30), stop: Callable[[], bool] | None = None) -> RunReport:
+    """Record the plan's skips, then send what is due, in order, one message at a time."""
+    now, program = plan.now, plan.program
+    owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"  # who claimed a row, for a person reading it
+    renderer = renderer or renderer_for(program.templates_dir)
+    send = plan.send[:limit] if limit is not None else plan.send
+    report.next_due = plan.next_due
+    report.pending = len(send) < len(plan.send)
+    preflight(program, renderer, send)
+    run_id = ledger.start_run(now)
+    for occ in plan.skip:
+        ledger.skip(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
+                    due_at=occ.due_at, now=now, reason=occ.skip_reason or "skipped")
+        report.count(occ, SKIPPED)
+    secret = ledger.secret
+    try:
+        for done, occ in enumerate(send, 1):
+            if stop is not None and stop():
+                report.stopped = True
+                break
+            send_one(program, ledger, transport, renderer, occ, secret=secret, now=now,
+                     retry_after=retry_after, report=report, owner=owner)
+            if progress:
+                progress(done, len(send))
+    except TransportError as exc:
+        report.aborted = exc
+    finally:
+        ledger.finish_run(run_id, now, sent=report.sent, skipped=report.skipped, failed=report.failed,
+                          deferred=report.deferred, uncertain=report.uncertain)
+    return report
+
+
+def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: Renderer, occ: Occurrence, *,
+             secret: bytes, now: datetime, retry_after: timedelta, report: RunReport, owner: str) -> None:
+    """Render, claim, send and record one message; a transport that cannot go on at all raises."""
+    rendered = renderer.render(context(program, occ), template_name(occ))
+    domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
+    mid = message_id(secret, occ.key, domain)
+    sender, rcpts = envelope(occ)
+    invite = _invite(occ, now)
+    claim = ledger.claim(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
+                         due_at=occ.due_at, now=now, message_id=mid, recipients=rcpts, subject=rendered.subject,
+                         owner=owner)
+    if claim is None:
+        report.contended += 1  # another runner took it between our plan and our claim
+        return
+    todo = [r for r in rcpts if r not in claim.delivered and r not in claim.refused]
+    data = build_message(occ, rendered, msg_id=mid, now=now, ics=invite[1] if invite else None,
+                         method=invite[0].method if invite else "REQUEST")
+    try:
+        result = transport.send(Outgoing(occ.key, occ.due_at, sender, todo, data),
+                                lambda: ledger.mark_body(occ.key)) if todo else Delivery(SENT, attempts=0)
+    except TransportError as exc:
+        # nothing of this message reached the server: it stays due, not uncertain
+        ledger.finish(claim, state=DEFERRED, now=now, attempts=1, reason=str(exc), next_attempt_at=now)
+        report.count(occ, DEFERRED)
+        raise
+    next_at = None
+    if result.state == DEFERRED:
+        next_at = now + retry_after * min(2 ** (max(1, result.attempts) - 1), 16)
+    ledger.finish(claim, state=result.state, now=now, attempts=result.attempts, delivered=result.delivered,
+                  refused=result.refused, reason=result.detail if result.state != SENT else None,
+                  location=result.detail if result.state == SENT else None, next_attempt_at=next_at)
+    if invite is not None and result.state in (SENT, UNCERTAIN):
+        held = invite[0]
+        conf = occ.step.conference
+        assert conf is not None and conf.meetup is not None
+        ledger.record_invite(uid=held.uid, cohort=occ.cohort.id, pair=occ.pair.id, conference=conf.key,
+                             step=occ.step.key, sequence=held.sequence, method=held.method,
+                             details=details(conf.meetup), message_key=occ.key, now=now)
+        report.invites[held.method if held.sequence == 0 or held.method == "CANCEL" else "UPDATE"] += 1
+    if claim.is_resend:
+        report.resent += 1
+    report.count(occ, result.state)
+    if result.state == SENT:
+        report.pairs_sent.setdefault((occ.cohort.id, occ.step_label), set()).add(occ.pair.id)
+        for rcpt, reply in result.refused.items():  # a message that failed whole is one failure, not one each
+            report.failures.append((occ.key, "refused", f"{rcpt}: {reply}"))
+            report.refused += 1
+    elif result.detail:
+        report.failures.append((occ.key, result.state, result.detail))
+
+
+def _invite(occ: Occurrence, now: datetime) -> tuple[Invite, bytes] | None:
+    """The invitation a meetup message carries, and its .ics bytes."""
+    if not occ.has_invite:
+        return None
+    # imported only when a run has an invitation to send: icalendar is slow to load
+    from mailer.core.ical import build_ics
+    from mailer.core.invitation import build_invite
+
+    invite = build_invite(occ, now)
+    return invite, build_ics(invite)
+
+
+def preflight(program: Program, renderer: Renderer, send: list[Occurrence]) -> None:
+    """Render one message of each template/audience before sending any: a broken template
+    stops the run before the first email, never halfway through a step."""
+    seen: set[tuple[str, str, bool, bool]] = set()
+    problems: list[Problem | str] = []
+    for occ in send:
+        sig = (occ.cohort.id, template_name(occ), occ.role is None, occ.change is None)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        try:
+            renderer.render(context(program, occ), template_name(occ))
+            _invite(occ, occ.due_at)
+        except InputError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+        except ValueError as exc:  # the invitation cannot be written (say, a meetup in a repeated hour)
+            problems.append(f"{occ.cohort.path.name}/cohort.toml: meetup for {occ.step.key}: {exc}")
+    if problems:
+        raise InputError(problems)

@@ -1,0 +1,42 @@
+"""The calendar invitation a meetup message carries, decided from its occurrence: REQUEST, update or CANCEL.
+
+Kept apart from meetups.py because it needs the iCalendar builder, and icalendar is slow to import: a run
+imports this only when it has an invitation to send.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mailer.core.ical import Invite, invite_uid
+from mailer.core.meetups import meetup_start
+from mailer.core.occurrence import Occurrence
+
+
+def build_invite(occ: Occurrence, now: datetime) -> Invite:
+    """The calendar invitation a meetup message carries: REQUEST at SEQUENCE 0, or its change."""
+    conf = occ.step.conference
+    assert conf is not None and conf.meetup is not None
+    cohort, pair = occ.cohort, occ.pair
+    coord = cohort.coordinator
+    start = meetup_start(conf)
+    end = (start.astimezone(UTC) + timedelta(minutes=conf.meetup.minutes)).astimezone(conf.timezone)
+    change = occ.change
+    method = change.method if change else "REQUEST"
+    description = (f"Meetup of {pair.mentor.name} and {pair.mentee.name} at {conf.name}, {conf.city}, "
+                   f"arranged by the {cohort.name}. Reply to let {coord.name} know whether you can come.")
+    if change is not None:
+        description = f"{change.change}\n\n{description}"
+    return Invite(
+        uid=invite_uid(cohort.id, pair.id, conf.key, coord.ascii_email.rpartition("@")[2]),
+        sequence=change.sequence if change else 0,
+        method=method,
+        summary=f"Mentoring meetup: {pair.mentor.first_name} & {pair.mentee.first_name} at {conf.name}",
+        description=description,
+        location=f"{conf.meetup.place}, {conf.city}" if conf.city not in conf.meetup.place else conf.meetup.place,
+        start=start,
+        end=end,
+        organizer=(coord.name, coord.ascii_email),
+        attendees=tuple((p.name, p.ascii_email) for p in pair.people()),
+        dtstamp=now.astimezone(UTC),
+    )

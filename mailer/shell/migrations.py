@@ -1,0 +1,72 @@
+"""The ledger's schema as numbered migrations, each a list of statements, applied in order on open.
+
+The number reached is kept in `PRAGMA user_version`; a migration never changes once released.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    ("the first schema", [
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE messages (
+                key         TEXT PRIMARY KEY,
+                cohort      TEXT NOT NULL,
+                pair        TEXT NOT NULL,
+                step        TEXT NOT NULL,
+                role        TEXT,
+                state       TEXT NOT NULL,
+                due_at      TEXT NOT NULL,
+                message_id  TEXT,
+                recipients  TEXT,
+                subject     TEXT,
+                reason      TEXT,
+                location    TEXT,
+                attempts    INTEGER NOT NULL DEFAULT 0,
+                updated_at  TEXT NOT NULL,
+                sent_at     TEXT
+            )""",
+        "CREATE INDEX messages_cohort_step ON messages (cohort, step)",
+        """CREATE TABLE runs (
+                id          INTEGER PRIMARY KEY,
+                started_at  TEXT NOT NULL,
+                finished_at TEXT,
+                sent        INTEGER NOT NULL DEFAULT 0,
+                skipped     INTEGER NOT NULL DEFAULT 0,
+                failed      INTEGER NOT NULL DEFAULT 0
+            )""",
+    ]),
+    ("delivery state for SMTP: which recipients took it, which refused it, when to try again", [
+        "ALTER TABLE messages ADD COLUMN delivered TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE messages ADD COLUMN refused TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE messages ADD COLUMN next_attempt_at TEXT",
+        "ALTER TABLE messages ADD COLUMN resends INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN phase TEXT",
+        "ALTER TABLE messages ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE runs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX messages_state ON messages (state)",
+    ]),
+    ("the meetup invitations each pair holds, so changes can be sent as updates or cancellations", [
+        """CREATE TABLE invites (
+                uid         TEXT PRIMARY KEY,
+                cohort      TEXT NOT NULL,
+                pair        TEXT NOT NULL,
+                conference  TEXT NOT NULL,
+                step        TEXT NOT NULL,
+                sequence    INTEGER NOT NULL,
+                method      TEXT NOT NULL,
+                details     TEXT NOT NULL,
+                message_key TEXT NOT NULL,
+                updated_at  TEXT NOT NULL
+            )""",
+    ]),
+    ("each pair's roster status as runs saw it, so an undated pause or withdrawal has a date", [
+        """CREATE TABLE pair_status (
+                cohort  TEXT NOT NULL,
+                pair    TEXT NOT NULL,
+                status  TEXT NOT NULL,
+                since   TEXT NOT NULL,
+                PRIMARY KEY (cohort, pair, since)
+            )""",
+    ]),
+]
