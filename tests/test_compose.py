@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -139,3 +140,20 @@ def test_sandbox_refuses_unsafe_attribute_access(program: Program) -> None:
     occ = next(o for o in planner.year_schedule(program) if o.step.key == "webinar")
     with pytest.raises(InputError, match=r"webinar\.txt\.j2"):
         renderer_for(program.templates_dir).render(context(program, occ), "webinar")
+
+
+def test_the_interpreter_still_needs_the_mime_workaround() -> None:
+    """mime.py stands in for `email`'s generator because of CPython gh-100884 (CVE-2025-1795: a comma between
+    addresses encoded, so the second recipient is lost) and CVE-2024-6923 (a newline in a header value passes
+    through and adds a header). When the running Python has both fixes this fails, to say mime.py can go once
+    requires-python reaches that version."""
+    import email.errors
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["To"] = "01234567890123456789012345678901234567890123456789012345678901@example.org, ä <foo@example.org>"
+    comma_encoded = "=?utf-8?q?=2C?=" in msg.as_string()
+    header_write_checked = hasattr(email.errors, "HeaderWriteError")  # added by the CVE-2024-6923 fix
+    assert comma_encoded or not header_write_checked, (
+        f"Python {sys.version.split()[0]} has the fixes for gh-100884 and CVE-2024-6923: mailer/core/mime.py "
+        "can give way to email.message.EmailMessage once this is the oldest supported Python")

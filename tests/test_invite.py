@@ -530,3 +530,19 @@ def _same_as_whole(base: Invite, build: object, whole: object) -> None:
                         description=f"For {names[0]};\\n and {names[1]}",
                         attendees=((names[0], f"a{pair}@example.org"), (names[1], f"b{pair}@example.org")))
         assert build(other) == whole(other)  # type: ignore[operator]
+
+
+def test_icalendar_still_needs_our_vtimezone_and_text_escaping() -> None:
+    """core/ical.py writes the VTIMEZONE and escapes TEXT itself because icalendar 7's Timezone.from_tzinfo
+    starts DAYLIGHT at 03:00 on a 02:00 spring-forward (RFC 5545 wants the local time before the change, with a
+    yearly RRULE Outlook reads), and its TEXT escaping reads a backslash-N as a line break. When icalendar
+    fixes both, this fails, to say those parts of ical.py can go."""
+    import datetime as dt
+
+    tz = icalendar.Timezone.from_tzinfo(ZoneInfo("America/New_York"), first_date=dt.date(2020, 1, 1),
+                                        last_date=dt.date(2020, 12, 31))
+    spring = list(tz.walk("DAYLIGHT"))
+    late = any(c.decoded("DTSTART").hour == 3 and "RRULE" not in c for c in spring)
+    text_lossy = icalendar.vText("C:\\Notes").to_ical() != b"C:\\\\Notes"
+    assert late or text_lossy, ("icalendar now writes RFC 5545 VTIMEZONEs and escapes TEXT losslessly: "
+                                "vtimezone() and _Text in mailer/core/ical.py can give way to it")

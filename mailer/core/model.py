@@ -43,7 +43,6 @@ class Pair:
     status_from: date | None = None
     status_until: date | None = None
     notes: str = ""
-    line: int = 0
 
     def people(self) -> tuple[Person, Person]:
         return (self.mentor, self.mentee)

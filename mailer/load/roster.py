@@ -150,4 +150,4 @@ def _pair(row: dict[str, str], col: Collector, line: int, n: int, year: tuple[da
         return None
     return Pair(id=pid, mentor=people["mentor"], mentee=people["mentee"], joined=joined,
                 status=cast(PairStatus, status), status_from=sf, status_until=su,
-                notes=field_("notes"), line=line)
+                notes=field_("notes"))
