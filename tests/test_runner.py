@@ -133,7 +133,15 @@ def test_run_mid_year_skips_old_steps_and_catch_up_sends_them(settings: Settings
     assert first.sent == 0 and first.skipped > 0
     rows = ledger_rows(settings)
     assert rows["2019-2020/p01/readings"] == "skipped"
-    # skipped is settled: a later catch-up does not resurrect it ...
+    # skipped for lateness alone is not lost: a later catch-up sends it, once
+    conn = sqlite3.connect(settings.database_path)
+    try:
+        late = conn.execute("SELECT count(*) FROM messages WHERE reason LIKE '%days late%'").fetchone()[0]
+    finally:
+        conn.close()
+    caught = send.run(settings, now=now, catch_up=True)
+    assert late > 0 and caught.sent == late  # the rules' own skips (a late joiner's old steps) stay skipped
+    assert ledger_rows(settings)["2019-2020/p01/readings"] == "sent"
     assert send.run(settings, now=now, catch_up=True).sent == 0
 
 

@@ -19,8 +19,9 @@ from mailer.shell.settings import Settings
 
 def fingerprint(settings: Settings) -> str:
     """What a plan depends on besides the clock and the ledger: the program's files (by name, size
-    and mtime), the settings that shape the plan, and this version of the code."""
-    h = hashlib.sha256(f"{__version__}|{settings.late_window_days}".encode())
+    and mtime), the settings that shape the plan (the transport too: going live owes people the trial's
+    messages), and this version of the code."""
+    h = hashlib.sha256(f"{__version__}|{settings.late_window_days}|{settings.transport}".encode())
     for base in (settings.program_dir / "cohorts", settings.program_dir / "templates"):
         for folder, dirs, files in os.walk(base, followlinks=True):
             dirs.sort()
@@ -32,10 +33,13 @@ def fingerprint(settings: Settings) -> str:
 
 
 def idle(ledger: Ledger, fingerprint: str, now: datetime) -> bool:
-    """Unchanged files, nothing left unfinished, and `now` before the next time anything is due."""
+    """Unchanged files, nothing left unfinished, a clock that has not gone back, and `now` before the next
+    time anything is due."""
     wake = ledger.get_meta("wake")
     if not wake or wake.get("fingerprint") != fingerprint or ledger.has_unfinished():
         return False
+    if wake.get("at") is not None and now < datetime.fromisoformat(wake["at"]):
+        return False  # the clock went back: the full run says so
     return wake.get("next") is None or now < datetime.fromisoformat(wake["next"])
 
 
@@ -49,4 +53,5 @@ def remember(ledger: Ledger, plan: Plan, report: RunReport, fingerprint: str) ->
     candidates += [c.send_time(p.status_from) for c in plan.program.cohorts for p in c.pairs
                    if p.status == "withdrawn" and p.status_from and c.send_time(p.status_from) > report.now]
     wake = min(candidates) if candidates else None
-    ledger.set_meta("wake", {"fingerprint": fingerprint, "next": wake.isoformat() if wake else None})
+    ledger.set_meta("wake", {"fingerprint": fingerprint, "next": wake.isoformat() if wake else None,
+                             "at": report.now.isoformat()})

@@ -23,6 +23,7 @@ class RunReport:
     uncertain: int = 0
     refused: int = 0  # recipients refused for good on messages that reached the others
     resent: int = 0  # uncertain messages sent again (same Message-ID)
+    went_live: int = 0  # sent to people over SMTP after a trial run had put them only in the outbox
     contended: int = 0
     recovered: list[str] = field(default_factory=list)  # keys a crashed run left `sending`
     stopped: bool = False  # asked to stop (a signal) before the end
@@ -70,6 +71,8 @@ class RunReport:
             extra = [f"{n} {what}" for n, what in ((self.deferred, "deferred"), (self.uncertain, "uncertain"),
                                                   (self.refused, "recipient(s) refused"),
                                                   (self.resent, "resent after an interruption")) if n]
+            if self.went_live:
+                extra.append(f"{self.went_live} of them had only gone to the outbox before (a trial run)")
             if extra:
                 line += ", " + ", ".join(extra)
         if self.bad_rows:

@@ -20,7 +20,7 @@ from mailer.core.meetups import details
 from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence
 from mailer.core.plan import Plan, build_plan
-from mailer.core.records import DEFERRED, SENT, SKIPPED, UNCERTAIN
+from mailer.core.records import DEFERRED, OUTBOX, SENT, SKIPPED, SMTP, TRIAL, UNCERTAIN
 from mailer.core.render import Renderer
 from mailer.errors import InputError, Problem, TransportError
 from mailer.load.program import load_program
@@ -53,11 +53,12 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
             return RunReport(now=now, idle=True)
         program = load_program(settings.program_dir, cohort_ids=cohorts or None)
         report = RunReport(now=now, bad_rows=list(program.skipped_rows))
-        plan = prepare(program, ledger, now=now, window=window, report=report)
         transport = transport or open_transport(settings)
         try:
+            plan = prepare(program, ledger, now=now, window=window, report=report, channel=transport.channel,
+                           catch_up=catch_up)
             execute(plan, ledger, transport, report, limit=limit, progress=progress, stop=stop,
-                    retry_after=timedelta(minutes=settings.smtp_retry_minutes))
+                    retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up)
             if settings.digest:
                 digests.send_digests(plan, ledger, transport, report)
             if plain:
@@ -71,17 +72,18 @@ def dry(settings: Settings, *, now: datetime, window: timedelta | None, limit: i
         cohorts: list[str] | None) -> RunReport:
     """What a run would do now, from the same plan, recording nothing."""
     program = load_program(settings.program_dir, cohort_ids=cohorts or None)
-    plan = build_plan(program, Ledger.view(settings.database_path, now), now=now, window=window)
+    view = Ledger.view(settings.database_path, now, channel=settings.transport, catch_up=window is None)
+    plan = build_plan(program, view, now=now, window=window)
     return RunReport(now=now, dry_run=True, planned=plan.send[:limit] if limit else plan.send,
                      planned_skips=plan.skip, bad_rows=list(program.skipped_rows))
 
 
 def prepare(program: Program, ledger: Ledger, *, now: datetime, window: timedelta | None,
-            report: RunReport) -> Plan:
+            report: RunReport, channel: str = OUTBOX, catch_up: bool = False) -> Plan:
     """Under the run lock: recover what a crashed run left, note the roster's statuses, plan from a snapshot."""
     report.recovered = ledger.recover(now)
     ledger.observe_statuses(((c.id, p.id, p.status) for c in program.cohorts for p in c.pairs), now)
-    return build_plan(program, ledger.snapshot(now), now=now, window=window)
+    return build_plan(program, ledger.snapshot(now, channel=channel, catch_up=catch_up), now=now, window=window)
 
 
 def open_transport(settings: Settings) -> Transport:
@@ -94,7 +96,8 @@ def open_transport(settings: Settings) -> Transport:
 
 def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport, *, limit: int | None = None,
             progress: Callable[[int, int], None] | None = None, renderer: Renderer | None = None,
-            retry_after: timedelta = timedelta(minutes=30), stop: Callable[[], bool] | None = None) -> RunReport:
+            retry_after: timedelta = timedelta(minutes=30), stop: Callable[[], bool] | None = None,
+            catch_up: bool = False) -> RunReport:
     """Record the plan's skips, then send what is due, in order, one message at a time."""
     now, program = plan.now, plan.program
     owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"  # who claimed a row, for a person reading it
@@ -104,9 +107,10 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
     report.pending = len(send) < len(plan.send)
     preflight(program, renderer, send)
     run_id = ledger.start_run(now)
+    live = transport.channel == SMTP
     for occ in plan.skip:
         ledger.skip(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
-                    due_at=occ.due_at, now=now, reason=occ.skip_reason or "skipped")
+                    due_at=occ.due_at, now=now, reason=occ.skip_reason or "skipped", late=occ.late, live=live)
         report.count(occ, SKIPPED)
     secret = ledger.secret
     try:
@@ -115,7 +119,7 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
                 report.stopped = True
                 break
             send_one(program, ledger, transport, renderer, occ, secret=secret, now=now,
-                     retry_after=retry_after, report=report, owner=owner)
+                     retry_after=retry_after, report=report, owner=owner, catch_up=catch_up)
             if progress:
                 progress(done, len(send))
     except TransportError as exc:
@@ -127,7 +131,8 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
 
 
 def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: Renderer, occ: Occurrence, *,
-             secret: bytes, now: datetime, retry_after: timedelta, report: RunReport, owner: str) -> None:
+             secret: bytes, now: datetime, retry_after: timedelta, report: RunReport, owner: str,
+             catch_up: bool = False) -> None:
     """Render, claim, send and record one message; a transport that cannot go on at all raises."""
     rendered = renderer.render(context(program, occ), template_name(occ))
     domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
@@ -136,7 +141,7 @@ def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: R
     invite = _invite(occ, now)
     claim = ledger.claim(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
                          due_at=occ.due_at, now=now, message_id=mid, recipients=rcpts, subject=rendered.subject,
-                         owner=owner)
+                         owner=owner, channel=transport.channel, catch_up=catch_up)
     if claim is None:
         report.contended += 1  # another runner took it between our plan and our claim
         return
@@ -148,7 +153,8 @@ def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: R
                                 lambda: ledger.mark_body(occ.key)) if todo else Delivery(SENT, attempts=0)
     except TransportError as exc:
         # nothing of this message reached the server: it stays due, not uncertain
-        ledger.finish(claim, state=DEFERRED, now=now, attempts=1, reason=str(exc), next_attempt_at=now)
+        ledger.finish(claim, state=DEFERRED, now=now, attempts=1, reason=str(exc), next_attempt_at=now,
+                      channel=transport.channel)
         report.count(occ, DEFERRED)
         raise
     next_at = None
@@ -156,17 +162,20 @@ def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: R
         next_at = now + retry_after * min(2 ** (max(1, result.attempts) - 1), 16)
     ledger.finish(claim, state=result.state, now=now, attempts=result.attempts, delivered=result.delivered,
                   refused=result.refused, reason=result.detail if result.state != SENT else None,
-                  location=result.detail if result.state == SENT else None, next_attempt_at=next_at)
+                  location=result.detail if result.state == SENT else None, next_attempt_at=next_at,
+                  channel=transport.channel)
     if invite is not None and result.state in (SENT, UNCERTAIN):
         held = invite[0]
         conf = occ.step.conference
         assert conf is not None and conf.meetup is not None
         ledger.record_invite(uid=held.uid, cohort=occ.cohort.id, pair=occ.pair.id, conference=conf.key,
                              step=occ.step.key, sequence=held.sequence, method=held.method,
-                             details=details(conf.meetup), message_key=occ.key, now=now)
+                             details=details(conf.meetup), message_key=occ.key, now=now, attendees=held.attendees)
         report.invites[held.method if held.sequence == 0 or held.method == "CANCEL" else "UPDATE"] += 1
     if claim.is_resend:
         report.resent += 1
+    if claim.previous == TRIAL and result.state == SENT:
+        report.went_live += 1
     report.count(occ, result.state)
     if result.state == SENT:
         report.pairs_sent.setdefault((occ.cohort.id, occ.step_label), set()).add(occ.pair.id)

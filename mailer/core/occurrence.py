@@ -34,6 +34,7 @@ class Occurrence:
     due_at: datetime  # when it goes out (moved to the join or resume date for pairs who were away)
     skip_reason: str | None = None  # set when the year's rules say this one is not sent
     change: InviteChange | None = None  # set for a meetup invitation's update or cancellation
+    late: bool = False  # skipped for lateness alone: `run --catch-up` may still send it
 
     @property
     def key(self) -> str:
@@ -56,6 +57,6 @@ class Occurrence:
         return (self.role,) if self.role else ("mentor", "mentee")
 
 
-def with_reason(occ: Occurrence, reason: str) -> Occurrence:
+def with_reason(occ: Occurrence, reason: str, *, late: bool = False) -> Occurrence:
     """The same message, marked as not to be sent, with why."""
-    return Occurrence(occ.cohort, occ.pair, occ.step, occ.role, occ.due_at, reason, occ.change)
+    return Occurrence(occ.cohort, occ.pair, occ.step, occ.role, occ.due_at, reason, occ.change, late)

@@ -63,12 +63,13 @@ def build_plan(program: Program, view: LedgerView, *, now: datetime, window: tim
     dated = with_history(program, view.history)
     plan = Plan(program=dated, now=now)
     due(occurrences(dated, view, now), plan, settled=view.settled, retrying=view.retrying, window=window,
-        horizon=horizon)
+        horizon=horizon, trial=view.trial)
     return plan
 
 
 def due(found: Iterable[Occurrence], plan: Plan, *, settled: frozenset[str] | set[str],
-        retrying: frozenset[str] | set[str], window: timedelta | None, horizon: timedelta) -> None:
+        retrying: frozenset[str] | set[str], window: timedelta | None, horizon: timedelta,
+        trial: frozenset[str] = frozenset()) -> None:
     """Sort each message into the plan: due now (send or skip), or coming; settled ones drop out."""
     now, end = plan.now, plan.now + horizon
     for occ in found:
@@ -89,7 +90,10 @@ def due(found: Iterable[Occurrence], plan: Plan, *, settled: frozenset[str] | se
             plan.skip.append(occ)
         elif window is not None and now - occ.due_at > window and occ.key not in retrying:
             days = (now - occ.due_at).days
-            plan.skip.append(with_reason(occ, f"{days} days late, past the {window.days}-day window"))
+            why = f"{days} days late, past the {window.days}-day window"
+            if occ.key in trial:
+                why = f"reached only the outbox (a trial run); {why} when it went live"
+            plan.skip.append(with_reason(occ, why, late=True))
         else:
             plan.send.append(occ)
     plan.send.sort(key=lambda o: (o.due_at, o.key))

@@ -10,6 +10,8 @@ from datetime import datetime
 SENDING, SENT, SKIPPED, FAILED = "sending", "sent", "skipped", "failed"
 DEFERRED, UNCERTAIN = "deferred", "uncertain"
 FINAL = (SENT, SKIPPED, FAILED)
+OUTBOX, SMTP = "outbox", "smtp"  # a message's channel: only SMTP reaches people
+TRIAL = "trial"  # a claim's previous state when the message had only reached the outbox
 INTERRUPTED = "the run sending it stopped after the body went out, before the server's reply"
 INTERRUPTED_EARLY = "the run sending it stopped before the message body went out"
 ENVELOPE, BODY = "envelope", "body"  # how far a `sending` message got: only BODY can have arrived
@@ -34,6 +36,7 @@ class Row:
     delivered: tuple[str, ...] = ()
     refused: dict[str, str] = field(default_factory=dict)
     resends: int = 0
+    channel: str | None = None  # where it went: "outbox" (a trial folder, not people) or "smtp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class SentInvite:
     sequence: int
     method: str  # REQUEST or CANCEL
     details: dict[str, object]
+    attendees: tuple[tuple[str, str], ...] = ()  # (name, address) of each person holding it; () if unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +62,4 @@ class LedgerView:
     retrying: frozenset[str] = frozenset()  # keys already attempted: never dropped by the late window
     invites: tuple[SentInvite, ...] = ()  # the latest invitation each pair holds
     history: dict[tuple[str, str], list[tuple[str, datetime]]] = field(default_factory=dict)  # statuses seen
+    trial: frozenset[str] = frozenset()  # over SMTP: keys that only reached the outbox, owed to people

@@ -9,7 +9,9 @@ from datetime import timedelta
 from mailer.core.keys import parse
 from mailer.core.occurrence import Occurrence
 from mailer.core.plan import Plan
-from mailer.core.records import FAILED, SENT, SKIPPED, Row
+from mailer.core.records import FAILED, OUTBOX, SENT, SKIPPED, Row
+
+TRIAL_STATE = "outbox only"  # sent to the outbox folder in a trial: it has not reached anyone
 
 
 @dataclass(slots=True)
@@ -47,7 +49,8 @@ def status(plan: Plan, rows: Iterable[Row]) -> list[CohortStatus]:
             attention.setdefault(r.cohort, []).append(
                 {"pair": r.pair, "step": _step_part(r.key), "state": "refused", "detail": f"{rcpt}: {reply}"})
         c = counts.setdefault((r.cohort, r.step), {})
-        c[r.state] = c.get(r.state, 0) + 1
+        state = TRIAL_STATE if r.state == SENT and r.channel == OUTBOX else r.state
+        c[state] = c.get(state, 0) + 1
     out = []
     for cohort in program.cohorts:
         steps = []

@@ -20,9 +20,12 @@ from mailer.core.records import (
     FINAL,
     INTERRUPTED,
     INTERRUPTED_EARLY,
+    OUTBOX,
     SENDING,
     SENT,
     SKIPPED,
+    SMTP,
+    TRIAL,
     UNCERTAIN,
     LedgerView,
     Row,
@@ -86,12 +89,12 @@ class Ledger:
         return ledger
 
     @classmethod
-    def view(cls, path: Path, now: datetime) -> LedgerView:
+    def view(cls, path: Path, now: datetime, *, channel: str = OUTBOX, catch_up: bool = False) -> LedgerView:
         """A snapshot for a command that only reads: an empty one when there is no ledger yet."""
         if not Path(path).exists():
             return LedgerView()
         with cls.open(path) as ledger:
-            return ledger.snapshot(now)
+            return ledger.snapshot(now, channel=channel, catch_up=catch_up)
 
     def close(self) -> None:
         self.conn.close()
@@ -130,18 +133,27 @@ class Ledger:
         row = self.conn.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
         return bytes.fromhex(row[0])
 
-    def snapshot(self, now: datetime) -> LedgerView:
-        """Everything a plan needs of the ledger at `now`, read in one go."""
-        return LedgerView(settled=frozenset(self.settled_keys(now)), retrying=frozenset(self.retrying_keys()),
-                          invites=tuple(self.sent_invites()), history=self.status_history())
+    def snapshot(self, now: datetime, *, channel: str = OUTBOX, catch_up: bool = False) -> LedgerView:
+        """Everything a plan needs of the ledger at `now`, read in one go, for a run over `channel`."""
+        return LedgerView(settled=frozenset(self.settled_keys(now, channel=channel, catch_up=catch_up)),
+                          retrying=frozenset(self.retrying_keys()), invites=tuple(self.sent_invites()),
+                          history=self.status_history(),
+                          trial=frozenset(self.trial_keys()) if channel == SMTP else frozenset())
 
-    def settled_keys(self, now: datetime) -> set[str]:
-        """Keys a run must not send now: final ones, deferred ones not yet due for another try,
-        and uncertain ones already resent once."""
+    def settled_keys(self, now: datetime, *, channel: str = OUTBOX, catch_up: bool = False) -> set[str]:
+        """Keys a run must not send now: final ones, deferred ones not yet due for another try, and uncertain
+        ones already resent once. Over SMTP, a message that only reached the outbox (a trial) is not settled:
+        it has not reached its people. With `catch_up`, neither is one skipped for lateness alone."""
         rows = self.conn.execute(
-            f"""SELECT key FROM messages WHERE state IN ({",".join("?" * len(FINAL))})
+            f"""SELECT key FROM messages WHERE (state IN ({",".join("?" * len(FINAL))})
+                    AND NOT (? AND state = ? AND channel = ?) AND NOT (? AND state = ? AND late = 1))
                 OR state = ? OR (state = ? AND next_attempt_at > ?) OR (state = ? AND resends > 0)""",
-            (*FINAL, SENDING, DEFERRED, _iso(now), UNCERTAIN))
+            (*FINAL, channel == SMTP, SENT, OUTBOX, catch_up, SKIPPED, SENDING, DEFERRED, _iso(now), UNCERTAIN))
+        return {r[0] for r in rows}
+
+    def trial_keys(self) -> set[str]:
+        """Messages delivered to the outbox folder only: tried, not yet sent to people."""
+        rows = self.conn.execute("SELECT key FROM messages WHERE state = ? AND channel = ?", (SENT, OUTBOX))
         return {r[0] for r in rows}
 
     def retrying_keys(self) -> set[str]:
@@ -175,66 +187,87 @@ class Ledger:
 
     def claim(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
               now: datetime, message_id: str, recipients: Iterable[str], subject: str,
-              owner: str | None = None) -> Claim | None:
-        """Take a message for this run inside BEGIN IMMEDIATE; None when it is not ours to send."""
+              owner: str | None = None, channel: str = OUTBOX, catch_up: bool = False) -> Claim | None:
+        """Take a message for this run inside BEGIN IMMEDIATE; None when it is not ours to send.
+
+        Besides a new message, a deferred one and an uncertain one not yet resent, a run over SMTP takes a
+        message that only reached the outbox, and a catch-up run one skipped for lateness alone: neither
+        reached anyone, so what they "delivered" starts afresh."""
         values = (key, cohort, pair, step, role, SENDING, ENVELOPE, _iso(due_at), message_id,
                   json.dumps(list(recipients), ensure_ascii=False), subject, _iso(now), owner)
         with self.transaction() as conn:
             # the common case, a message never tried: one INSERT that does nothing if the key exists
             if conn.execute(_CLAIM_NEW, values).rowcount == 1:
                 return Claim(key, None, (), {})
-            row = conn.execute("SELECT state, delivered, refused, resends FROM messages WHERE key = ?",
+            row = conn.execute("SELECT state, delivered, refused, resends, channel, late FROM messages WHERE key = ?",
                                (key,)).fetchone()
-            if not (row["state"] == DEFERRED or (row["state"] == UNCERTAIN and row["resends"] == 0)):
+            state = row["state"]
+            fresh = ((channel == SMTP and state == SENT and row["channel"] == OUTBOX)
+                     or (catch_up and state == SKIPPED and row["late"]))
+            if not (fresh or state == DEFERRED or (state == UNCERTAIN and row["resends"] == 0)):
                 return None
             # an uncertain message's one resend is counted as it is claimed, so a crash during the
             # resend can never lead to a third copy
             conn.execute(
                 """UPDATE messages SET state=?, phase=?, message_id=?, recipients=?, subject=?, updated_at=?,
-                       claimed_by=?, resends=resends + (state = 'uncertain') WHERE key=?""",
-                (SENDING, ENVELOPE, message_id, values[9], subject, _iso(now), owner, key))
-        return Claim(key, row["state"], tuple(json.loads(row["delivered"])), json.loads(row["refused"]))
+                       claimed_by=?, resends=resends + (state = 'uncertain'), reason=CASE WHEN ? THEN NULL
+                       ELSE reason END, delivered=CASE WHEN ? THEN '[]' ELSE delivered END,
+                       refused=CASE WHEN ? THEN '{}' ELSE refused END, late=0 WHERE key=?""",
+                (SENDING, ENVELOPE, message_id, values[9], subject, _iso(now), owner, fresh, fresh, fresh, key))
+        if fresh:
+            return Claim(key, TRIAL if state == SENT else SKIPPED, (), {})
+        return Claim(key, state, tuple(json.loads(row["delivered"])), json.loads(row["refused"]))
 
     def finish(self, claim: Claim, *, state: str, now: datetime, attempts: int, delivered: Iterable[str] = (),
                refused: dict[str, str] | None = None, reason: str | None = None, location: str | None = None,
-               next_attempt_at: datetime | None = None) -> None:
+               next_attempt_at: datetime | None = None, channel: str | None = None) -> None:
         """Record how a claimed message ended; delivered and refused recipients accumulate."""
         all_delivered = [*claim.delivered, *(r for r in delivered if r not in claim.delivered)]
         all_refused = {**claim.refused, **(refused or {})}
         # one statement: in autocommit mode it is its own transaction
         self.conn.execute(
             """UPDATE messages SET state=?, phase=NULL, reason=?, location=?, attempts=attempts+?, delivered=?,
-                   refused=?, next_attempt_at=?, updated_at=?, sent_at=CASE WHEN ? THEN ? ELSE sent_at END
+                   refused=?, next_attempt_at=?, updated_at=?, sent_at=CASE WHEN ? THEN ? ELSE sent_at END,
+                   channel=COALESCE(?, channel)
                WHERE key=?""",
             (state, reason, location, attempts, json.dumps(all_delivered), json.dumps(all_refused),
              _iso(next_attempt_at) if next_attempt_at else None,
-             _iso(now), state == SENT, _iso(now), claim.key))
+             _iso(now), state == SENT, _iso(now), channel, claim.key))
 
     def skip(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
-             now: datetime, reason: str) -> None:
-        """Record a message the year's rules say is not sent; never overwrites an attempted one."""
+             now: datetime, reason: str, late: bool = False, live: bool = False) -> None:
+        """Record a message the year's rules say is not sent; never overwrites an attempted one, except, in a
+        `live` run (over SMTP), a trial that only reached the outbox: it reached nobody."""
         with self.transaction() as conn:
             conn.execute(
-                """INSERT INTO messages (key, cohort, pair, step, role, state, due_at, reason, updated_at)
-                   VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING""",
-                (key, cohort, pair, step, role, SKIPPED, _iso(due_at), reason, _iso(now)))
+                """INSERT INTO messages (key, cohort, pair, step, role, state, due_at, reason, updated_at, late)
+                   VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET state=excluded.state,
+                       reason=excluded.reason, updated_at=excluded.updated_at, late=excluded.late
+                   WHERE messages.state = 'sent' AND messages.channel = 'outbox' AND ?""",
+                (key, cohort, pair, step, role, SKIPPED, _iso(due_at), reason, _iso(now), int(late), live))
 
     def record_invite(self, *, uid: str, cohort: str, pair: str, conference: str, step: str, sequence: int,
-                      method: str, details: dict[str, Any], message_key: str, now: datetime) -> None:
-        """Remember the latest version of an invitation a pair was sent (never an older one)."""
+                      method: str, details: dict[str, Any], message_key: str, now: datetime,
+                      attendees: Iterable[tuple[str, str]] = ()) -> None:
+        """Remember the latest version of an invitation a pair was sent (never an older one), with the people
+        who hold it: a later change reaches them even if their row has changed or gone."""
         with self.transaction() as conn:
             conn.execute(
-                """INSERT INTO invites VALUES (?,?,?,?,?,?,?,?,?,?)
+                """INSERT INTO invites (uid, cohort, pair, conference, step, sequence, method, details,
+                       message_key, updated_at, attendees) VALUES (?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(uid) DO UPDATE SET sequence=excluded.sequence, method=excluded.method,
-                       details=excluded.details, message_key=excluded.message_key, updated_at=excluded.updated_at
+                       details=excluded.details, message_key=excluded.message_key, updated_at=excluded.updated_at,
+                       attendees=excluded.attendees, cohort=excluded.cohort, pair=excluded.pair,
+                       step=excluded.step
                    WHERE excluded.sequence >= invites.sequence""",
                 (uid, cohort, pair, conference, step, sequence, method, json.dumps(details, sort_keys=True),
-                 message_key, _iso(now)))
+                 message_key, _iso(now), json.dumps([list(a) for a in attendees], ensure_ascii=False)))
 
     def sent_invites(self) -> list[SentInvite]:
         return [SentInvite(uid=r["uid"], cohort=r["cohort"], pair=r["pair"], conference=r["conference"],
                            step=r["step"], sequence=r["sequence"], method=r["method"],
-                           details=json.loads(r["details"]))
+                           details=json.loads(r["details"]),
+                           attendees=tuple((n, e) for n, e in json.loads(r["attendees"] or "[]")))
                 for r in self.conn.execute("SELECT * FROM invites ORDER BY uid")]
 
     def observe_statuses(self, seen: Iterable[tuple[str, str, str]], now: datetime) -> dict[
@@ -302,4 +335,5 @@ def _row(r: sqlite3.Row) -> Row:
                state=r["state"], due_at=r["due_at"], message_id=r["message_id"],
                recipients=json.loads(r["recipients"] or "[]"), subject=r["subject"],
                reason=r["reason"], updated_at=r["updated_at"], sent_at=r["sent_at"], attempts=r["attempts"],
-               delivered=tuple(json.loads(r["delivered"])), refused=json.loads(r["refused"]), resends=r["resends"])
+               delivered=tuple(json.loads(r["delivered"])), refused=json.loads(r["refused"]), resends=r["resends"],
+               channel=r["channel"])

@@ -69,4 +69,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 PRIMARY KEY (cohort, pair, since)
             )""",
     ]),
+    ("where each message went (an outbox is a trial, not people), why a skip was a skip, who holds an invitation", [
+        "ALTER TABLE messages ADD COLUMN channel TEXT",
+        "UPDATE messages SET channel = 'outbox' WHERE state IN ('sent', 'uncertain') AND location LIKE 'new/%'",
+        "UPDATE messages SET channel = 'smtp' WHERE channel IS NULL AND state IN ('sent', 'uncertain', 'deferred', "
+        "'failed')",
+        "ALTER TABLE messages ADD COLUMN late INTEGER NOT NULL DEFAULT 0",
+        "UPDATE messages SET late = 1 WHERE state = 'skipped' AND reason LIKE '% days late, past the %-day window'",
+        "ALTER TABLE invites ADD COLUMN attendees TEXT",
+    ]),
 ]

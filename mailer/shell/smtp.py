@@ -58,6 +58,8 @@ def _reply(code: int, msg: bytes | str) -> str:
 class SmtpTransport:
     """Sends over one SMTP connection, reconnecting after a 421 or a dropped connection."""
 
+    channel = "smtp"  # whichever server: switching servers never resends
+
     def __init__(
         self,
         host: str,

@@ -41,8 +41,11 @@ class Transport(Protocol):
     """Takes built messages; each call returns how that one message ended.
 
     A transport raises TransportError only when it cannot go on at all (no server, bad TLS,
-    failed login); a problem with one message or recipient is a Delivery.
+    failed login); a problem with one message or recipient is a Delivery. `channel` says whether what it
+    takes reaches people ("smtp") or a folder ("outbox").
     """
+
+    channel: str
 
     def send(self, out: Outgoing, before_body: Callable[[], None] | None = None) -> Delivery:
         """Deliver `out`; call `before_body` just before the body goes out (the ledger's mark)."""
@@ -61,6 +64,8 @@ def maildir_name(key: str, due_at: datetime) -> str:
 
 class Outbox:
     """A Maildir (tmp/, new/, cur/): each message is written to tmp/, fsynced, renamed into new/."""
+
+    channel = "outbox"  # a trial: nothing written here has reached anyone
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
