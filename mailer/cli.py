@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catch-up", action="store_true",
                    help="also send steps older than the late window (default 14 days) instead of skipping them")
     p.add_argument("--limit", type=int, metavar="N", help="send at most N messages")
+    p.add_argument("--new-ledger", action="store_true",
+                   help="confirm a fresh start: the ledger knows nothing of a year already under way")
+    p.add_argument("--skip-late", action="store_true",
+                   help="record messages past the late window as skipped, even more than "
+                        "MENTOR_MAILER_LATE_SKIP_LIMIT (default 5)")
     p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well")
     p.set_defaults(func=cmd_run)
@@ -217,7 +222,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     with _progress(enabled=not args.quiet and not args.dry_run) as progress, _graceful_stop() as stop:
         report = run(settings, now=args.now or _now(), dry_run=args.dry_run, catch_up=args.catch_up,
-                     limit=args.limit, cohorts=args.cohort, progress=progress, stop=stop)
+                     limit=args.limit, cohorts=args.cohort, progress=progress, stop=stop,
+                     new_ledger=args.new_ledger, skip_late=args.skip_late)
     if report.dry_run:
         for occ in report.planned:
             to = ", ".join(occ.pair.person(r).email for r in occ.recipients())
@@ -226,6 +232,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"would skip  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  "
                   f"({occ.skip_reason})")
     _print_problems(report.bad_rows, "roster rows left out")
+    for note in report.notes:
+        print(f"{PROG}: {note}", file=sys.stderr)
+    for occ in report.held_late:
+        print(f"held back: {occ.key}: {occ.skip_reason}", file=sys.stderr)
     for key in report.recovered:
         print(f"uncertain: {key}: a previous run stopped while sending it; resending once", file=sys.stderr)
     for key, state, reply in report.failures:

@@ -36,7 +36,7 @@ def test_digest_after_a_run_with_failures_and_none_after_an_empty_run(
         f.write("p13,Ann Example,ann@@example.org,Bo Example,bo@example.org,,active,,,,,\n")
     smtp_server.add_fault("rcpt", code=550, text="5.1.1 no such mailbox", match="zoe.ng@", times=-1)
     s = smtp(settings, smtp_server)
-    report = send.run(s, now=WELCOME)
+    report = send.run(s, now=WELCOME, new_ledger=True)
     assert report.digests == 1
     [digest] = digests(smtp_server)
     assert [a.addr_spec for a in digest["To"].addresses] == ["mentoring@example.org"]
@@ -56,23 +56,23 @@ def test_digest_after_a_run_with_failures_and_none_after_an_empty_run(
 
 def test_uncertain_messages_are_listed(settings: Settings, smtp_server: SmtpServer) -> None:
     smtp_server.add_fault("data", action="disconnect", times=1)
-    send.run(smtp(settings, smtp_server), now=WELCOME)
+    send.run(smtp(settings, smtp_server), now=WELCOME, new_ledger=True)
     [digest] = digests(smtp_server)
     text = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    section = text.split("Uncertain")[1].split("Pairs with a bad address")[0]
+    section = text.split("Uncertain")[1].split("Roster problems")[0]
     assert "Message-ID <" in section and "welcome" in section
 
 
 def test_digest_can_be_turned_off(settings: Settings, smtp_server: SmtpServer) -> None:
     s = smtp(settings, smtp_server).model_copy(update={"digest": False})
-    assert send.run(s, now=WELCOME).sent == 11
+    assert send.run(s, now=WELCOME, new_ledger=True).sent == 11
     assert digests(smtp_server) == []
 
 
 def test_status_shows_what_the_digest_shows(settings: Settings, smtp_server: SmtpServer) -> None:
     smtp_server.add_fault("rcpt", code=550, text="5.1.1 no such mailbox", match="zoe.ng@", times=-1)
     s = smtp(settings, smtp_server)
-    send.run(s, now=WELCOME)
+    send.run(s, now=WELCOME, new_ledger=True)
     [cohort] = [c for c in queries.status(s, now=WELCOME) if c.cohort == "2019-2020"]
     assert {"pair": "p02", "step": "welcome", "state": "refused",
             "detail": "zoe.ng@example.com: 550 5.1.1 no such mailbox"} in cohort.attention

@@ -44,7 +44,7 @@ INSTALL = "Chromium is missing: install it with `apt-get update -qq && apt-get i
 
 def build(settings: Settings) -> tuple[Program, list[Row], list[Occurrence]]:
     for now in RUNS:
-        send.run(settings, now=now)
+        send.run(settings, now=now, skip_late=True)
     with Ledger.open(settings.database_path) as ledger:
         rows = ledger.rows()
     upcoming = queries.upcoming(settings, now=NOW, start=NOW, end=NOW + timedelta(days=60))

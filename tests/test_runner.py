@@ -129,7 +129,7 @@ def test_rehearsal_refuses_a_foreign_folder(settings: Settings, tmp_path: Path) 
 
 def test_run_mid_year_skips_old_steps_and_catch_up_sends_them(settings: Settings) -> None:
     now = datetime(2019, 10, 20, 17, tzinfo=UTC)
-    first = send.run(settings, now=now)
+    first = send.run(settings, now=now, new_ledger=True)
     assert first.sent == 0 and first.skipped > 0
     rows = ledger_rows(settings)
     assert rows["2019-2020/p01/readings"] == "skipped"
@@ -146,7 +146,7 @@ def test_run_mid_year_skips_old_steps_and_catch_up_sends_them(settings: Settings
 
 
 def test_catch_up_on_a_fresh_ledger_sends_the_backlog(settings: Settings) -> None:
-    report = send.run(settings, now=datetime(2019, 10, 20, 17, tzinfo=UTC), catch_up=True)
+    report = send.run(settings, now=datetime(2019, 10, 20, 17, tzinfo=UTC), catch_up=True, new_ledger=True)
     assert report.sent == 3 * 11 and report.skipped == 0  # welcome, day-in-the-life, readings for 11 pairs
 
 
@@ -222,7 +222,7 @@ def test_an_edited_roster_ends_the_fast_path(settings: Settings) -> None:
 
 
 def test_a_withdrawal_date_wakes_the_run_for_its_cancellation(settings: Settings) -> None:
-    send.run(settings, now=datetime(2020, 5, 21, 17, tzinfo=UTC), catch_up=True)
+    send.run(settings, now=datetime(2020, 5, 21, 17, tzinfo=UTC), catch_up=True, new_ledger=True)
     send.run(settings, now=datetime(2020, 5, 22, 17, tzinfo=UTC))  # records the wake time
     report = send.run(settings, now=datetime(2020, 6, 8, 17, tzinfo=UTC))
     assert not report.idle and report.invites["CANCEL"] == 1
@@ -262,7 +262,7 @@ def test_an_undated_pause_resumes_with_the_current_step(settings: Settings) -> N
 
 
 def test_an_undated_withdrawal_cancels_from_the_day_it_is_seen(settings: Settings) -> None:
-    send.run(settings, now=datetime(2019, 12, 20, 17, tzinfo=UTC), catch_up=True)
+    send.run(settings, now=datetime(2019, 12, 20, 17, tzinfo=UTC), catch_up=True, new_ledger=True)
     _set_status(settings, "p04", "withdrawn")
     report = send.run(settings, now=datetime(2020, 1, 5, 17, tzinfo=UTC))
     assert report.invites["CANCEL"] == 1

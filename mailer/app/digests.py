@@ -19,11 +19,19 @@ def send_digests(plan: Plan, ledger: Ledger, transport: Transport, report: RunRe
     """Send each coordinator their digest; a failure to send it is reported, never fatal (the messages
     themselves are already recorded)."""
     program, now = plan.program, report.now
+    held: dict[str, int] = {}
+    for occ in report.held_late:
+        held[occ.cohort.id] = held.get(occ.cohort.id, 0) + 1
+    needs_you = [(None, note) for note in report.notes] + [
+        (cohort, f"{n} message(s) past the late window were held back, not skipped: "
+                 "if the clock is right and you want them gone, run `mentor-mailer run --skip-late`; "
+                 "`run --catch-up` sends them instead") for cohort, n in sorted(held.items())]
     facts = digest.RunFacts(now=now, summary=report.summary(), by_step=dict(report.by_step),
-                            failures=report.failures, bad_rows=report.bad_rows)
+                            failures=report.failures, bad_rows=report.bad_rows, needs_you=needs_you)
     if not digest.needed(facts):
         return
-    touched = {c for c, _, _ in report.by_step} | {cohort_of(k) for k, _, _ in report.failures}
+    touched = ({c for c, _, _ in report.by_step} | {cohort_of(k) for k, _, _ in report.failures} | set(held)
+               | ({c.id for c in program.cohorts} if report.notes else set()))
     by_coordinator: dict[str, list[str]] = {}
     for cohort in program.cohorts:
         if cohort.id in touched:

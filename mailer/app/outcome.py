@@ -23,6 +23,8 @@ class RunReport:
     uncertain: int = 0
     refused: int = 0  # recipients refused for good on messages that reached the others
     resent: int = 0  # uncertain messages sent again (same Message-ID)
+    notes: list[str] = field(default_factory=list)  # things the coordinator should know (a clock gone back)
+    held_late: list[Occurrence] = field(default_factory=list)  # too many late skips: held, not recorded
     went_live: int = 0  # sent to people over SMTP after a trial run had put them only in the outbox
     contended: int = 0
     recovered: list[str] = field(default_factory=list)  # keys a crashed run left `sending`
@@ -59,7 +61,7 @@ class RunReport:
     def exit_code(self) -> int:
         if self.aborted is not None:
             return self.aborted.exit_code
-        if self.failed or self.deferred or self.uncertain or self.refused or self.bad_rows:
+        if self.failed or self.deferred or self.uncertain or self.refused or self.bad_rows or self.held_late:
             return EXIT_SEND_FAILED
         return EXIT_OK
 
@@ -77,6 +79,9 @@ class RunReport:
                 line += ", " + ", ".join(extra)
         if self.bad_rows:
             line += f"; {len(self.bad_rows)} roster problem(s) left pairs out"
+        if self.held_late:
+            line += (f"; {len(self.held_late)} message(s) past the late window held back, not skipped "
+                     "(is the clock right? --catch-up sends them, --skip-late records them as skipped)")
         if self.stopped:
             line += "; stopped early by a signal"
         return line

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mailer.app import digests, fastpath
+from mailer.app import digests, fastpath, guards
 from mailer.app.outcome import RunReport
 from mailer.core.compose import build_message, context, envelope, message_id, template_name
 from mailer.core.meetups import details
@@ -34,18 +34,26 @@ if TYPE_CHECKING:
     from mailer.core.ical import Invite
 
 _HOST = socket.gethostname()
+# the write-ahead log is folded into the ledger this often: a lost -wal after a crash then costs at most
+# this many uncertain resends, each with its first Message-ID
+CHECKPOINT_EVERY = 200
 
 
 def run(settings: Settings, *, now: datetime, transport: Transport | None = None, dry_run: bool = False,
         catch_up: bool = False, limit: int | None = None, cohorts: list[str] | None = None,
-        progress: Callable[[int, int], None] | None = None, stop: Callable[[], bool] | None = None) -> RunReport:
-    """Send everything due at `now`, exactly once, and report."""
+        progress: Callable[[int, int], None] | None = None, stop: Callable[[], bool] | None = None,
+        new_ledger: bool = False, skip_late: bool = False) -> RunReport:
+    """Send everything due at `now`, exactly once, and report.
+
+    `new_ledger` confirms a fresh start on a ledger that knows nothing of a year under way; `skip_late`
+    confirms that more than MENTOR_MAILER_LATE_SKIP_LIMIT messages are to be recorded as skipped for lateness.
+    """
     if now.tzinfo is None:
         raise InputError(["--now must carry a time zone offset, e.g. 2020-01-15T14:00:00Z"])
-    plain = not (dry_run or catch_up or cohorts or limit is not None)
+    plain = not (dry_run or catch_up or cohorts or limit is not None or new_ledger or skip_late)
     window = None if catch_up else timedelta(days=settings.late_window_days)
     if dry_run:
-        return dry(settings, now=now, window=window, limit=limit, cohorts=cohorts)
+        return dry(settings, now=now, window=window, limit=limit, cohorts=cohorts, skip_late=skip_late or new_ledger)
     with run_lock(settings.database_path), Ledger.open(settings.database_path) as ledger:
         # the files are fingerprinted before they are read: an edit saved during the run is seen by the next
         fingerprint = fastpath.fingerprint(settings)
@@ -57,6 +65,9 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
         try:
             plan = prepare(program, ledger, now=now, window=window, report=report, channel=transport.channel,
                            catch_up=catch_up)
+            guards.check_fresh_start(ledger, plan, settings, confirmed=new_ledger)
+            guards.note_clock(ledger, report)
+            guards.hold_late(plan, report, limit=settings.late_skip_limit, confirmed=new_ledger or skip_late)
             execute(plan, ledger, transport, report, limit=limit, progress=progress, stop=stop,
                     retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up)
             if settings.digest:
@@ -69,13 +80,15 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
 
 
 def dry(settings: Settings, *, now: datetime, window: timedelta | None, limit: int | None,
-        cohorts: list[str] | None) -> RunReport:
+        cohorts: list[str] | None, skip_late: bool = False) -> RunReport:
     """What a run would do now, from the same plan, recording nothing."""
     program = load_program(settings.program_dir, cohort_ids=cohorts or None)
     view = Ledger.view(settings.database_path, now, channel=settings.transport, catch_up=window is None)
     plan = build_plan(program, view, now=now, window=window)
-    return RunReport(now=now, dry_run=True, planned=plan.send[:limit] if limit else plan.send,
-                     planned_skips=plan.skip, bad_rows=list(program.skipped_rows))
+    report = RunReport(now=now, dry_run=True, bad_rows=list(program.skipped_rows))
+    guards.hold_late(plan, report, limit=settings.late_skip_limit, confirmed=skip_late)
+    report.planned, report.planned_skips = plan.send[:limit] if limit else plan.send, plan.skip
+    return report
 
 
 def prepare(program: Program, ledger: Ledger, *, now: datetime, window: timedelta | None,
@@ -120,6 +133,8 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
                 break
             send_one(program, ledger, transport, renderer, occ, secret=secret, now=now,
                      retry_after=retry_after, report=report, owner=owner, catch_up=catch_up)
+            if done % CHECKPOINT_EVERY == 0:
+                ledger.checkpoint()
             if progress:
                 progress(done, len(send))
     except TransportError as exc:

@@ -29,11 +29,13 @@ class RunFacts:
     by_step: dict[tuple[str, str, str], int]  # (cohort, step, state) -> count
     failures: Sequence[tuple[str, str, str]]  # (key, state, reply)
     bad_rows: Sequence[Problem]
+    needs_you: Sequence[tuple[str | None, str]] = ()  # (cohort or None for all, what the coordinator must decide)
 
 
 def needed(facts: RunFacts) -> bool:
     """A run that sent, deferred or failed anything gets a digest; one that did nothing does not."""
-    return any(n for (_, _, state), n in facts.by_step.items() if state != "skipped") or bool(facts.failures)
+    return (any(n for (_, _, state), n in facts.by_step.items() if state != "skipped") or bool(facts.failures)
+            or bool(facts.needs_you))
 
 
 def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertain: Sequence[Row],
@@ -41,6 +43,9 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
     """The digest for the coordinator of `cohorts`, as subject, text and HTML."""
     cohort_set = set(cohorts)
     sections: list[tuple[str, list[str]]] = []
+    urgent = [line for cohort, line in facts.needs_you if cohort is None or cohort in cohort_set]
+    if urgent:
+        sections.append(("Needs you", urgent))
 
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for (cohort, step, state), n in sorted(facts.by_step.items()):
@@ -65,11 +70,10 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
     sections.append(("Uncertain (the server may have them; resent once with the same Message-ID)",
                      lines or ["None."]))
 
-    lines = [str(p) for p in facts.bad_rows
-             if any(f"cohorts/{c}/" in p.file for c in cohort_set) and (p.field or "").endswith("_email")]
+    lines = [str(p) for p in facts.bad_rows if any(f"cohorts/{c}/" in p.file for c in cohort_set)]
     refused = [(parse(key), reply) for key, state, reply in facts.failures if state == "refused"]
     lines += [f"{k.cohort} pair {k.pair}: {reply}" for k, reply in refused if k.cohort in cohort_set]
-    sections.append(("Pairs with a bad address", lines or ["None."]))
+    sections.append(("Roster problems (these pairs were left out) and refused addresses", lines or ["None."]))
 
     coming: dict[tuple[str, str, str], int] = defaultdict(int)
     for o in upcoming:

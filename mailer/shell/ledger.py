@@ -151,6 +151,27 @@ class Ledger:
             (*FINAL, channel == SMTP, SENT, OUTBOX, catch_up, SKIPPED, SENDING, DEFERRED, _iso(now), UNCERTAIN))
         return {r[0] for r in rows}
 
+    def knows(self, cohorts: set[str], addresses: set[str]) -> bool:
+        """Does the ledger hold any message of these cohorts, or to any of these addresses (a renamed cohort)?"""
+        if not cohorts:
+            return False
+        marks = ",".join("?" * len(cohorts))
+        if self.conn.execute(f"SELECT 1 FROM messages WHERE cohort IN ({marks}) LIMIT 1", tuple(cohorts)).fetchone():
+            return True
+        for (recipients,) in self.conn.execute("SELECT recipients FROM messages WHERE recipients IS NOT NULL"):
+            if {r.lower() for r in json.loads(recipients)} & addresses:
+                return True
+        return False
+
+    def first_run(self) -> datetime | None:
+        """When the first run on this ledger started."""
+        row = self.conn.execute("SELECT MIN(started_at) FROM runs").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the ledger file: a lost -wal then costs only what came after."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def trial_keys(self) -> set[str]:
         """Messages delivered to the outbox folder only: tried, not yet sent to people."""
         rows = self.conn.execute("SELECT key FROM messages WHERE state = ? AND channel = ?", (SENT, OUTBOX))

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = Field(default=None, description="Maildir folder; default outbox/ in the program folder")
     late_window_days: int = Field(
         default=14, ge=0, description="a step later than this is recorded as skipped, not sent")
+    late_skip_limit: int = Field(
+        default=5, ge=0, description="a run that would skip more than this many for lateness holds them back")
 
     digest: bool = Field(default=True, description="email the coordinator a digest after a run that did something")
     schedule: str = Field(default="0 9 * * *", description="serve: when to run, in crontab syntax")
@@ -51,11 +53,16 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
-        return self.database or self.program_dir / "mentor-mailer.sqlite3"
+        return self._in_program(self.database or Path("mentor-mailer.sqlite3"))
 
     @property
     def outbox_path(self) -> Path:
-        return self.outbox_dir or self.program_dir / "outbox"
+        return self._in_program(self.outbox_dir or Path("outbox"))
+
+    def _in_program(self, path: Path) -> Path:
+        """A relative path is taken from the program folder, wherever mentor-mailer runs from: a cron job
+        in another folder must find the same ledger, never start a new one."""
+        return path if path.is_absolute() else self.program_dir / path
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,0 +1,116 @@
+"""The year as coordinators live it: trial runs, going live, lost ledgers, wrong clocks, broken files.
+
+Each case drives the real command line (`mailer.cli.main`, settings from the environment and the program's
+`.env`, exactly as a coordinator's shell gives them) on a copy of the sample program, with the outbox and the
+aiosmtpd fixture on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailer.cli import main
+from tests.smtpd import SmtpServer
+
+WELCOME = "2019-08-01T17:00:00Z"  # the sample's first send time has passed (09:00 New York)
+DAY_IN_THE_LIFE = "2019-09-01T17:00:00Z"
+
+
+@pytest.fixture
+def program(program_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The sample program, with its ledger and outbox in the program folder (the defaults), no digest."""
+    monkeypatch.setenv("MENTOR_MAILER_DIGEST", "false")
+    return program_dir
+
+
+def cli(program: Path, *args: str) -> int:
+    return main(["-C", str(program), *args])
+
+
+def go_live(monkeypatch: pytest.MonkeyPatch, server: SmtpServer) -> None:
+    """README "Going live": the SMTP settings a coordinator adds (plaintext allowed on loopback only)."""
+    for name, value in {"TRANSPORT": "smtp", "SMTP_HOST": server.host, "SMTP_PORT": str(server.port),
+                        "SMTP_SECURITY": "none", "SMTP_TIMEOUT": "5", "SMTP_BACKOFF": "0"}.items():
+        monkeypatch.setenv(f"MENTOR_MAILER_{name}", value)
+
+
+def ledger(program: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(program / "mentor-mailer.sqlite3")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def recipients(server: SmtpServer) -> list[tuple[str, str | None]]:
+    """(recipient, Message-ID) for every copy the server accepted."""
+    return [(r, m.message_id) for m in server.accepted() for r in m.rcpt_tos]
+
+
+# --- going live after trying it -------------------------------------------------------------------------
+
+def test_a_trial_in_the_outbox_does_not_swallow_the_real_send(
+        program: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    assert capsys.readouterr().out.strip() == "sent 11, skipped 0, failed 0"
+    assert len(list((program / "outbox" / "new").iterdir())) == 11
+    assert cli(program, "status", "--json") == 0
+    welcome = next(s for s in json.loads(capsys.readouterr().out)[0]["steps"] if s["step"] == "welcome")
+    assert welcome["counts"]["outbox only"] == 11 and welcome["counts"]["sent"] == 0
+
+    go_live(monkeypatch, smtp_server)
+    later = "2019-08-02T17:00:00Z"
+    assert cli(program, "run", "--dry-run", "--now", later) == 0
+    assert "dry run: would send 11, would skip 0" in capsys.readouterr().out
+    assert cli(program, "run", "--now", later) == 0
+    out = capsys.readouterr().out
+    assert "sent 11" in out and "11 of them had only gone to the outbox before" in out
+    assert len(smtp_server.accepted()) == 11 and len(set(recipients(smtp_server))) == 22
+    # the same Message-IDs as the trial's files: one message each, delivered now
+    trial_ids = {line.split(b": ", 1)[1].strip().decode() for f in (program / "outbox" / "new").iterdir()
+                 for line in f.read_bytes().splitlines() if line.startswith(b"Message-ID: ")}
+    assert trial_ids == {m.message_id for m in smtp_server.accepted()}
+    with ledger(program) as conn:
+        states = {r["state"] + "/" + r["channel"] for r in conn.execute("SELECT state, channel FROM messages")}
+    assert states == {"sent/smtp"}
+    assert cli(program, "status", "--json") == 0
+    welcome = next(s for s in json.loads(capsys.readouterr().out)[0]["steps"] if s["step"] == "welcome")
+    assert welcome["counts"]["sent"] == 11 and welcome["counts"].get("outbox only", 0) == 0
+    assert cli(program, "run", "--now", later) == 0
+    assert len(smtp_server.accepted()) == 11  # never twice
+
+
+def test_a_trial_older_than_the_late_window_is_skipped_with_its_reason_when_going_live(
+        program: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    go_live(monkeypatch, smtp_server)
+    late = "2019-08-25T17:00:00Z"
+    # 11 is more than a few: held back and said, in case the clock is wrong; nothing recorded
+    assert cli(program, "run", "--now", late) == 1
+    captured = capsys.readouterr()
+    assert "11 message(s) past the late window held back" in captured.out
+    assert captured.err.count("held back: 2019-2020/") == 11 and "reached only the outbox" in captured.err
+    assert cli(program, "run", "--now", late, "--skip-late") == 0
+    assert "sent 0, skipped 11" in capsys.readouterr().out
+    assert smtp_server.accepted() == []
+    with ledger(program) as conn:
+        reasons = {r[0] for r in conn.execute("SELECT reason FROM messages")}
+    assert len(reasons) == 1 and "reached only the outbox (a trial run)" in reasons.pop()
+    assert cli(program, "run", "--catch-up", "--now", late) == 0
+    assert len(smtp_server.accepted()) == 11  # the coordinator can still decide to send them
+
+
+def test_switching_from_one_smtp_server_to_another_never_resends(
+        program: Path, smtp_server: SmtpServer, make_smtp_server: object,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    go_live(monkeypatch, smtp_server)
+    assert cli(program, "run", "--now", WELCOME) == 0
+    assert len(smtp_server.accepted()) == 11
+    other = make_smtp_server()  # type: ignore[operator]
+    go_live(monkeypatch, other)
+    assert cli(program, "run", "--now", "2019-08-02T17:00:00Z") == 0
+    assert other.accepted() == []
