@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,80 @@ def test_switching_from_one_smtp_server_to_another_never_resends(
     go_live(monkeypatch, other)
     assert cli(program, "run", "--now", "2019-08-02T17:00:00Z") == 0
     assert other.accepted() == []
+
+
+# --- the ledger and the clock ---------------------------------------------------------------------------
+
+def outbox_count(program: Path) -> int:
+    return len(list((program / "outbox" / "new").iterdir()))
+
+
+@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+def test_a_lost_ledger_does_not_resend_the_last_weeks(
+        program: Path, loss: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    db = program / "mentor-mailer.sqlite3"
+    for f in program.glob("mentor-mailer.sqlite3*"):
+        if loss == "deleted" or f != db:
+            f.unlink()
+    if loss == "emptied":
+        db.write_bytes(b"")
+    capsys.readouterr()
+    assert cli(program, "run", "--now", "2019-08-05T17:00:00Z") == 2
+    err = capsys.readouterr().err
+    assert "knows nothing of this program, but its year is under way" in err and "--new-ledger" in err
+    assert "Traceback" not in err
+    assert outbox_count(program) == 11  # nothing went out again
+    # the coordinator decides: a fresh start sends what is due within the window, once
+    assert cli(program, "run", "--now", "2019-08-05T17:00:00Z", "--new-ledger") == 0
+    assert cli(program, "run", "--now", "2019-08-05T18:00:00Z") == 0
+
+
+def test_relative_paths_in_the_programs_env_are_the_program_folders(
+        program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (program / ".env").write_text("# the ledger and outbox live in the program folder\n"
+                                  "MENTOR_MAILER_DATABASE=state/ledger.sqlite3\nMENTOR_MAILER_OUTBOX_DIR=state/outbox\n")
+    elsewhere = tmp_path / "cron-home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # cron starts in the user's home, not the program folder
+    assert cli(program, "run", "--now", WELCOME) == 0
+    assert (program / "state" / "ledger.sqlite3").is_file()
+    assert len(list((program / "state" / "outbox" / "new").iterdir())) == 11
+    assert list(elsewhere.iterdir()) == []
+    monkeypatch.chdir(program)
+    assert cli(program, "run", "--now", "2019-08-02T17:00:00Z") == 0  # the same ledger from here
+    assert len(list((program / "state" / "outbox" / "new").iterdir())) == 11
+
+
+def test_a_clock_months_ahead_holds_the_year_back_instead_of_skipping_it(
+        program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    capsys.readouterr()
+    assert cli(program, "run", "-q", "--now", "2020-04-01T17:00:00Z") == 1  # a wrong clock, 8 months ahead
+    out = capsys.readouterr()
+    assert "held back, not skipped" in out.out  # -q prints when something needs the coordinator
+    with ledger(program) as conn:
+        late = conn.execute("SELECT count(*) FROM messages WHERE reason LIKE '%days late%'").fetchone()[0]
+    assert late == 0  # (the rules' own skips, such as a late joiner's old steps, are recorded as ever)
+    # the clock is put right: the run says so, and the year goes on as if nothing happened
+    assert cli(program, "run", "--now", "2019-08-02T17:00:00Z") == 0
+    assert "earlier than the last run at 2020-04-01" in capsys.readouterr().err
+    assert cli(program, "run", "--now", DAY_IN_THE_LIFE) == 0
+    assert "sent 11" in capsys.readouterr().out  # the step of September 1 arrives on its day
+
+
+def test_an_edit_saved_during_a_run_is_seen_by_the_next_run(program: Path) -> None:
+    from mailer.app import send
+    from mailer.shell.settings import load_settings
+
+    settings = load_settings(program_dir=program)
+    roster = program / "cohorts" / "2019-2020" / "roster.csv"
+
+    def edit_once(done: int, total: int) -> None:
+        if done == 1:  # the coordinator saves a new pair while the run is at work
+            with roster.open("a", encoding="utf-8") as f:
+                f.write("p40,Late Addition,late.addition@example.org,New Mentee,new.mentee@example.org,,,,,,,\n")
+
+    assert send.run(settings, now=datetime.fromisoformat(WELCOME), progress=edit_once).sent == 11
+    again = send.run(settings, now=datetime.fromisoformat(WELCOME) + timedelta(hours=1))
+    assert not again.idle and again.sent == 1  # the new pair's welcome, not lost to the fast path
