@@ -232,6 +232,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"would skip  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  "
                   f"({occ.skip_reason})")
     _print_problems(report.bad_rows, "roster rows left out")
+    for cohort in report.broken:
+        _print_problems(cohort.problems, f"{cohort.summary}")
     for note in report.notes:
         print(f"{PROG}: {note}", file=sys.stderr)
     for occ in report.held_late:

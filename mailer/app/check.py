@@ -48,6 +48,7 @@ def check_program(settings: Settings) -> CheckResult:
         result.problems.extend(exc.problems)
         return result
     result.problems.extend(program.skipped_rows)
+    result.problems.extend(p for b in program.broken for p in b.problems)
     result.warnings.extend(program.warnings)
     result.cohorts = len(program.cohorts)
     result.pairs = sum(len(c.pairs) for c in program.cohorts)

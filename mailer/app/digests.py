@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from mailer.app.guards import coordinator_of
 from mailer.app.outcome import RunReport
 from mailer.core import digest
 from mailer.core.compose import message_id
@@ -22,7 +23,7 @@ def send_digests(plan: Plan, ledger: Ledger, transport: Transport, report: RunRe
     held: dict[str, int] = {}
     for occ in report.held_late:
         held[occ.cohort.id] = held.get(occ.cohort.id, 0) + 1
-    needs_you = [(None, note) for note in report.notes] + [
+    needs_you = [(None, note) for note in report.notes] + [(c, text) for c, text in report.notices] + [
         (cohort, f"{n} message(s) past the late window were held back, not skipped: "
                  "if the clock is right and you want them gone, run `mentor-mailer run --skip-late`; "
                  "`run --catch-up` sends them instead") for cohort, n in sorted(held.items())]
@@ -31,15 +32,18 @@ def send_digests(plan: Plan, ledger: Ledger, transport: Transport, report: RunRe
     if not digest.needed(facts):
         return
     touched = ({c for c, _, _ in report.by_step} | {cohort_of(k) for k, _, _ in report.failures} | set(held)
-               | ({c.id for c in program.cohorts} if report.notes else set()))
+               | ({c.id for c in program.cohorts} if report.notes else set()) | {c for c, _ in report.notices})
     by_coordinator: dict[str, list[str]] = {}
-    for cohort in program.cohorts:
-        if cohort.id in touched:
-            by_coordinator.setdefault(cohort.coordinator.ascii_email, []).append(cohort.id)
+    names: dict[str, str] = {}
+    for cohort_id in sorted(touched):
+        who = coordinator_of(ledger, program, cohort_id)
+        if who is not None:
+            names[who[1]] = who[0]
+            by_coordinator.setdefault(who[1], []).append(cohort_id)
     upcoming = [o for o in plan.upcoming if o.due_at < now + timedelta(days=30)]
     uncertain = ledger.rows_in_state(UNCERTAIN)
     for address, cohort_ids in sorted(by_coordinator.items()):
-        name = next(c.coordinator.name for c in program.cohorts if c.id == cohort_ids[0])
+        name = names[address]
         rendered = digest.build(program, facts, cohorts=cohort_ids, uncertain=uncertain, upcoming=upcoming)
         key = f"digest/{now.isoformat()}/{address}"
         data = digest.message(rendered, name=name, address=address, key=key, now=now,

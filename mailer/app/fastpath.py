@@ -45,7 +45,8 @@ def idle(ledger: Ledger, fingerprint: str, now: datetime) -> bool:
 
 def remember(ledger: Ledger, plan: Plan, report: RunReport, fingerprint: str) -> None:
     """After a complete run: when the next run will have work, unless the files change first."""
-    if report.bad_rows or report.stopped or report.aborted or report.contended or report.pending:
+    if (report.bad_rows or report.broken or report.held_late or report.stopped or report.aborted
+            or report.contended or report.pending):
         ledger.set_meta("wake", None)  # the next run does the full work
         return
     candidates = [t for t in (report.next_due, ledger.next_retry()) if t is not None]

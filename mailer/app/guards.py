@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from mailer.app.outcome import RunReport
+from mailer.core.model import Program
 from mailer.core.plan import Plan
 from mailer.errors import LedgerError
 from mailer.shell.ledger import Ledger
@@ -60,8 +61,62 @@ def note_clock(ledger: Ledger, report: RunReport) -> None:
 def hold_late(plan: Plan, report: RunReport, *, limit: int, confirmed: bool) -> None:
     """More than `limit` messages to skip for lateness looks like a wrong clock or a long outage, not a plan:
     hold them back (unrecorded) and tell the coordinator, unless a fresh start was `confirmed`."""
-    late = [o for o in plan.skip if o.late]
+    late = [o for o in plan.skip if o.late and not (o.skip_reason or "").startswith("held back")]
     if confirmed or len(late) <= limit:
         return
-    plan.skip = [o for o in plan.skip if not o.late]
+    plan.skip = [o for o in plan.skip if o not in late]
     report.held_late = late
+
+
+def track_broken(ledger: Ledger, program: Program, report: RunReport) -> dict[str, str]:
+    """Keep the ledger's account of cohorts held back by bad files; return when each was first held back
+    (including those that load again now: their late messages say why they were late)."""
+    before: dict[str, str] = ledger.get_meta("broken") or {}
+    recovered: dict[str, str] = ledger.get_meta("recovered") or {}
+    now = report.now.isoformat(timespec="seconds")
+    report.broken = list(program.broken)
+    current = {b.id: before.get(b.id, now) for b in program.broken}
+    if current != before:
+        ledger.set_meta("broken", current)
+        # kept: a message of the cohort that turns up late later still says why it was late
+        ledger.set_meta("recovered", recovered | {c: since for c, since in before.items() if c not in current})
+        recovered = recovered | before
+    contacts: dict[str, list[str]] = ledger.get_meta("coordinators") or {}
+    known = {c.id: [c.coordinator.name, c.coordinator.ascii_email] for c in program.cohorts}
+    if {**contacts, **known} != contacts:
+        ledger.set_meta("coordinators", {**contacts, **known})
+    return {**recovered, **current}
+
+
+def broken_notices(ledger: Ledger, program: Program, report: RunReport) -> list[tuple[str, str]]:
+    """Once a day while a cohort is held back, a line for its coordinator's digest: what, since when, and
+    the problems. (cohort, text) pairs."""
+    if not program.broken:
+        return []
+    since: dict[str, str] = ledger.get_meta("broken") or {}
+    told: dict[str, str] = ledger.get_meta("broken_told") or {}
+    today = report.now.date().isoformat()
+    notices = []
+    for b in program.broken:
+        if told.get(b.id) == today:
+            continue
+        told[b.id] = today
+        problems = "; ".join(str(p) for p in b.problems[:10]) + ("; ..." if len(b.problems) > 10 else "")
+        notices.append((b.id, f"{b.summary} since {since.get(b.id, today)[:10]}: {problems}. Put them right "
+                              "(`mentor-mailer check` lists them all); what falls due meanwhile waits, and is "
+                              "skipped only once it is past the late window."))
+    ledger.set_meta("broken_told", told)
+    return notices
+
+
+def coordinator_of(ledger: Ledger, program: Program, cohort: str) -> tuple[str, str] | None:
+    """Who hears about a cohort: its own coordinator, as the last good load knew them, or else the
+    coordinator of another cohort of the program."""
+    for c in program.cohorts:
+        if c.id == cohort:
+            return c.coordinator.name, c.coordinator.ascii_email
+    contacts: dict[str, list[str]] = ledger.get_meta("coordinators") or {}
+    found = contacts.get(cohort) or next(iter(contacts.values()), None)
+    if found is None and program.cohorts:
+        return program.cohorts[0].coordinator.name, program.cohorts[0].coordinator.ascii_email
+    return (found[0], found[1]) if found else None

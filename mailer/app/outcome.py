@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailer.core.model import BrokenCohort
 from mailer.core.occurrence import Occurrence
 from mailer.core.records import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN
 from mailer.errors import EXIT_OK, EXIT_SEND_FAILED, Problem, TransportError
@@ -34,6 +35,8 @@ class RunReport:
     by_step: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (cohort, step, state)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (key, state, the server's reply)
     bad_rows: list[Problem] = field(default_factory=list)
+    broken: list[BrokenCohort] = field(default_factory=list)  # cohorts held back by bad files
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (cohort, text) for today's digest
     planned: list[Occurrence] = field(default_factory=list)  # dry run: what would go
     planned_skips: list[Occurrence] = field(default_factory=list)
     pairs_sent: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (cohort, step) -> pairs
@@ -61,7 +64,8 @@ class RunReport:
     def exit_code(self) -> int:
         if self.aborted is not None:
             return self.aborted.exit_code
-        if self.failed or self.deferred or self.uncertain or self.refused or self.bad_rows or self.held_late:
+        if any((self.failed, self.deferred, self.uncertain, self.refused, self.bad_rows, self.held_late,
+                self.broken)):
             return EXIT_SEND_FAILED
         return EXIT_OK
 
@@ -79,6 +83,8 @@ class RunReport:
                 line += ", " + ", ".join(extra)
         if self.bad_rows:
             line += f"; {len(self.bad_rows)} roster problem(s) left pairs out"
+        if self.broken:
+            line += f"; {len(self.broken)} cohort(s) held back by problems in their files"
         if self.held_late:
             line += (f"; {len(self.held_late)} message(s) past the late window held back, not skipped "
                      "(is the clock right? --catch-up sends them, --skip-late records them as skipped)")

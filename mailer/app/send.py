@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -61,10 +62,12 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
             return RunReport(now=now, idle=True)
         program = load_program(settings.program_dir, cohort_ids=cohorts or None)
         report = RunReport(now=now, bad_rows=list(program.skipped_rows))
+        held = guards.track_broken(ledger, program, report)
+        report.notices = guards.broken_notices(ledger, program, report)
         transport = transport or open_transport(settings)
         try:
             plan = prepare(program, ledger, now=now, window=window, report=report, channel=transport.channel,
-                           catch_up=catch_up)
+                           catch_up=catch_up, held=held)
             guards.check_fresh_start(ledger, plan, settings, confirmed=new_ledger)
             guards.note_clock(ledger, report)
             guards.hold_late(plan, report, limit=settings.late_skip_limit, confirmed=new_ledger or skip_late)
@@ -92,11 +95,13 @@ def dry(settings: Settings, *, now: datetime, window: timedelta | None, limit: i
 
 
 def prepare(program: Program, ledger: Ledger, *, now: datetime, window: timedelta | None,
-            report: RunReport, channel: str = OUTBOX, catch_up: bool = False) -> Plan:
+            report: RunReport, channel: str = OUTBOX, catch_up: bool = False,
+            held: dict[str, str] | None = None) -> Plan:
     """Under the run lock: recover what a crashed run left, note the roster's statuses, plan from a snapshot."""
     report.recovered = ledger.recover(now)
     ledger.observe_statuses(((c.id, p.id, p.status) for c in program.cohorts for p in c.pairs), now)
-    return build_plan(program, ledger.snapshot(now, channel=channel, catch_up=catch_up), now=now, window=window)
+    view = replace(ledger.snapshot(now, channel=channel, catch_up=catch_up), held=held or {})
+    return build_plan(program, view, now=now, window=window)
 
 
 def open_transport(settings: Settings) -> Transport:

@@ -156,6 +156,18 @@ class Cohort:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenCohort:
+    """A cohort whose files have problems: it is left out of every run until they are put right."""
+
+    id: str
+    problems: tuple[Problem, ...]
+
+    @property
+    def summary(self) -> str:
+        return f"cohort {self.id}: {len(self.problems)} problem(s) in its files hold back all of its messages"
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     """Everything loaded from a program folder: cohorts, readings and what was wrong with rows."""
 
@@ -165,6 +177,7 @@ class Program:
     cohorts: tuple[Cohort, ...]
     skipped_rows: tuple[Problem, ...] = field(default=())  # roster rows left out of every run
     warnings: tuple[Problem, ...] = field(default=())
+    broken: tuple[BrokenCohort, ...] = field(default=())  # cohorts left out until their files are right
 
     @property
     def templates_dir(self) -> Path:

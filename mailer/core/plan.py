@@ -63,13 +63,13 @@ def build_plan(program: Program, view: LedgerView, *, now: datetime, window: tim
     dated = with_history(program, view.history)
     plan = Plan(program=dated, now=now)
     due(occurrences(dated, view, now), plan, settled=view.settled, retrying=view.retrying, window=window,
-        horizon=horizon, trial=view.trial)
+        horizon=horizon, trial=view.trial, held=view.held)
     return plan
 
 
 def due(found: Iterable[Occurrence], plan: Plan, *, settled: frozenset[str] | set[str],
         retrying: frozenset[str] | set[str], window: timedelta | None, horizon: timedelta,
-        trial: frozenset[str] = frozenset()) -> None:
+        trial: frozenset[str] = frozenset(), held: dict[str, str] | None = None) -> None:
     """Sort each message into the plan: due now (send or skip), or coming; settled ones drop out."""
     now, end = plan.now, plan.now + horizon
     for occ in found:
@@ -93,6 +93,8 @@ def due(found: Iterable[Occurrence], plan: Plan, *, settled: frozenset[str] | se
             why = f"{days} days late, past the {window.days}-day window"
             if occ.key in trial:
                 why = f"reached only the outbox (a trial run); {why} when it went live"
+            elif held and occ.cohort.id in held:
+                why = f"held back by a problem in the cohort's files since {held[occ.cohort.id][:10]}; {why}"
             plan.skip.append(with_reason(occ, why, late=True))
         else:
             plan.send.append(occ)

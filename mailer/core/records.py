@@ -63,3 +63,4 @@ class LedgerView:
     invites: tuple[SentInvite, ...] = ()  # the latest invitation each pair holds
     history: dict[tuple[str, str], list[tuple[str, datetime]]] = field(default_factory=dict)  # statuses seen
     trial: frozenset[str] = frozenset()  # over SMTP: keys that only reached the outbox, owed to people
+    held: dict[str, str] = field(default_factory=dict)  # cohort -> since when bad files held it back (ISO)

@@ -42,7 +42,7 @@ def status(plan: Plan, rows: Iterable[Row]) -> list[CohortStatus]:
     counts: dict[tuple[str, str], dict[str, int]] = {}
     attention: dict[str, list[dict[str, object]]] = {}
     for r in rows:
-        if r.state in ("failed", "deferred", "uncertain"):
+        if r.state in ("failed", "deferred", "uncertain") or (r.reason or "").startswith("held back"):
             attention.setdefault(r.cohort, []).append(
                 {"pair": r.pair, "step": _step_part(r.key), "state": r.state, "detail": r.reason or ""})
         for rcpt, reply in r.refused.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailer.core.model import Cohort, Program
+from mailer.core.model import BrokenCohort, Cohort, Program
 from mailer.errors import InputError, Problem, display_path
 from mailer.load.cohort_file import load_cohort
 from mailer.load.files import read_toml
@@ -43,17 +43,23 @@ def load_program(root: Path, *, cohort_ids: list[str] | None = None) -> Program:
     elif not found:
         problems.append(Problem(display_path(cohorts_dir, root), None, None,
                                 "holds no cohort: expected cohorts/<cohort-id>/cohort.toml"))
+    if problems:  # the program's own file, or the cohorts asked for: nothing can be planned
+        raise InputError(problems)
+    broken: list[BrokenCohort] = []
     for folder in found:
+        # a cohort's problems stop that cohort only: the others are planned and sent as ever
+        own: list[Problem] = []
+        rows: list[Problem] = []
         steps = default_steps
         override = folder / "program.toml"
         if override.exists():
-            doc = read_toml(override, root, problems)
-            _, _, steps = parse_program(doc, display_path(override, root), problems, warnings, root,
-                                         steps_only=True)
-        cohort = load_cohort(folder, root, steps, problems, skipped, warnings)
-        if cohort is not None:
+            doc = read_toml(override, root, own)
+            _, _, steps = parse_program(doc, display_path(override, root), own, warnings, root, steps_only=True)
+        cohort = load_cohort(folder, root, steps, own, rows, warnings)
+        if own or cohort is None:
+            broken.append(BrokenCohort(folder.name, (*own, *rows)))  # all at once: the bad rows too
+        else:
             cohorts.append(cohort)
-    if problems:
-        raise InputError([*problems, *skipped])  # all at once: the bad rows too
+            skipped.extend(rows)
     return Program(root=root, name=name, readings=tuple(readings), cohorts=tuple(cohorts),
-                   skipped_rows=tuple(skipped), warnings=tuple(warnings))
+                   skipped_rows=tuple(skipped), warnings=tuple(warnings), broken=tuple(broken))
