@@ -192,3 +192,55 @@ def test_an_edit_saved_during_a_run_is_seen_by_the_next_run(program: Path) -> No
     assert send.run(settings, now=datetime.fromisoformat(WELCOME), progress=edit_once).sent == 11
     again = send.run(settings, now=datetime.fromisoformat(WELCOME) + timedelta(hours=1))
     assert not again.idle and again.sent == 1  # the new pair's welcome, not lost to the fast path
+
+
+# --- a broken file stops only what it breaks ------------------------------------------------------------
+
+def digests_to(server: SmtpServer) -> list[tuple[list[str], str]]:
+    """(recipients, plain text) of every digest the server took."""
+    import email
+    import email.policy
+
+    out = []
+    for m in server.accepted():
+        msg = email.message_from_bytes(m.data, policy=email.policy.default)
+        if str(msg["X-Mentor-Mailer-Key"]).startswith("digest/"):
+            out.append((m.rcpt_tos, msg.get_body(("plain",)).get_content()))  # type: ignore[union-attr]
+    return out
+
+
+def test_a_broken_roster_stops_only_its_cohort_and_its_coordinator_hears_each_day(
+        program: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    go_live(monkeypatch, smtp_server)
+    monkeypatch.setenv("MENTOR_MAILER_DIGEST", "true")
+    # a good load the day before (a fresh start mid-year): the ledger learns both cohorts' coordinators
+    assert cli(program, "run", "--now", "2020-01-05T15:00:00Z", "--new-ledger") == 0
+    roster = program / "cohorts" / "2020-january" / "roster.csv"
+    good = roster.read_text(encoding="utf-8")
+    roster.write_text(good.replace("mentee_email", "Mentee E-mail", 1), encoding="utf-8")  # a spreadsheet edit
+    smtp_server.clear()
+    capsys.readouterr()
+    # the January cohort's first day: it is held back, the other cohort's step still goes
+    assert cli(program, "run", "--now", "2020-01-06T15:00:00Z") == 1
+    captured = capsys.readouterr()
+    assert "cohorts/2020-january/roster.csv:1: mentee_email column missing" in captured.err
+    assert "1 cohort(s) held back" in captured.out
+    [(to, text)] = digests_to(smtp_server)
+    assert to == ["mentoring@example.org"] and "Needs you" in text and "cohort 2020-january" in text
+    assert "roster.csv:1: mentee_email column missing" in text
+    # later the same day: no second digest about it; the next day, one
+    assert cli(program, "run", "--now", "2020-01-06T18:00:00Z") == 1
+    assert len(digests_to(smtp_server)) == 1
+    assert cli(program, "run", "--now", "2020-01-07T15:00:00Z") == 1
+    assert len(digests_to(smtp_server)) == 2
+    # put right three weeks on: the welcome is past the window, skipped with why, and shown to the coordinator
+    roster.write_text(good, encoding="utf-8")
+    assert cli(program, "run", "--now", "2020-01-27T15:00:00Z") == 0
+    with ledger(program) as conn:
+        reasons = {r[0] for r in conn.execute("SELECT reason FROM messages WHERE cohort = '2020-january'")}
+    assert any(r.startswith("held back by a problem in the cohort's files since 2020-01-06") for r in reasons)
+    capsys.readouterr()
+    assert cli(program, "status", "--json", "--cohort", "2020-january") == 0
+    [january] = json.loads(capsys.readouterr().out)
+    assert any("held back" in a["detail"] for a in january["attention"])
