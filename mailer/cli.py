@@ -238,6 +238,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{PROG}: {note}", file=sys.stderr)
     for occ in report.held_late:
         print(f"held back: {occ.key}: {occ.skip_reason}", file=sys.stderr)
+    for why in sorted({why for _, why in report.held_renames}):
+        print(f"held back: {why}", file=sys.stderr)
     for key in report.recovered:
         print(f"uncertain: {key}: a previous run stopped while sending it; resending once", file=sys.stderr)
     for key, state, reply in report.failures:

@@ -26,6 +26,8 @@ class RunReport:
     resent: int = 0  # uncertain messages sent again (same Message-ID)
     notes: list[str] = field(default_factory=list)  # things the coordinator should know (a clock gone back)
     held_late: list[Occurrence] = field(default_factory=list)  # too many late skips: held, not recorded
+    already: list[tuple[Occurrence, str]] = field(default_factory=list)  # received under an old key (renamed)
+    held_renames: list[tuple[Occurrence, str]] = field(default_factory=list)  # held: a renamed step, or new?
     went_live: int = 0  # sent to people over SMTP after a trial run had put them only in the outbox
     contended: int = 0
     recovered: list[str] = field(default_factory=list)  # keys a crashed run left `sending`
@@ -65,7 +67,7 @@ class RunReport:
         if self.aborted is not None:
             return self.aborted.exit_code
         if any((self.failed, self.deferred, self.uncertain, self.refused, self.bad_rows, self.held_late,
-                self.broken)):
+                self.broken, self.held_renames)):
             return EXIT_SEND_FAILED
         return EXIT_OK
 
@@ -83,6 +85,8 @@ class RunReport:
                 line += ", " + ", ".join(extra)
         if self.bad_rows:
             line += f"; {len(self.bad_rows)} roster problem(s) left pairs out"
+        if self.held_renames:
+            line += f"; {len(self.held_renames)} message(s) of a step that may be a renamed one held back"
         if self.broken:
             line += f"; {len(self.broken)} cohort(s) held back by problems in their files"
         if self.held_late:

@@ -57,7 +57,7 @@ def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: 
     """One message rendered as it would go out: text, HTML, or the whole .eml."""
     program = load_program(settings.program_dir, cohort_ids=[cohort] if cohort else None)
     matches = [o for o in year_schedule(program)
-               if o.pair.id == pair and o.step.key == step and (role is None or o.role in (role, None))]
+               if o.pair.id.lower() == pair.lower() and o.step.key == step and (role is None or o.role in (role, None))]
     if not matches:
         known = sorted({s.key for c in program.cohorts for s in c.steps})
         raise InputError([f"no message for pair '{pair}' and step '{step}'; steps are: {', '.join(known)}"])
@@ -78,15 +78,16 @@ def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: 
 def export_invites(settings: Settings, *, now: datetime, cohort: str, out: Path) -> list[Path]:
     """Write each pair's current invitation as an .ics file: as last sent, or as it will next go out."""
     plan = current_plan(settings, now=now, cohorts=[cohort])
-    held = {(i.pair, i.step): i for i in Ledger.view(settings.database_path, now).invites if i.cohort == cohort}
-    changes = {(o.pair.id, o.step.key): o for o in plan.send if o.change is not None}
+    held = {(i.pair.lower(), i.step): i for i in Ledger.view(settings.database_path, now).invites
+            if i.cohort == cohort}
+    changes = {(o.pair.id.lower(), o.step.key): o for o in plan.send if o.change is not None}
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for occ in year_schedule(plan.program):
         if not occ.has_invite:
             continue
-        current = changes.get((occ.pair.id, occ.step.key))
-        sent = held.get((occ.pair.id, occ.step.key))
+        current = changes.get((occ.pair.id.lower(), occ.step.key))
+        sent = held.get((occ.pair.id.lower(), occ.step.key))
         if current is None and sent is not None:
             method: Literal["REQUEST", "CANCEL"] = "CANCEL" if sent.method == "CANCEL" else "REQUEST"
             current = replace(occ, change=InviteChange(method, sent.sequence, "")) if sent.sequence else occ

@@ -22,6 +22,7 @@ from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence
 from mailer.core.plan import Plan, build_plan
 from mailer.core.records import DEFERRED, OUTBOX, SENT, SKIPPED, SMTP, TRIAL, UNCERTAIN
+from mailer.core.renames import resolve
 from mailer.core.render import Renderer
 from mailer.errors import InputError, Problem, TransportError
 from mailer.load.program import load_program
@@ -71,6 +72,7 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
             guards.check_fresh_start(ledger, plan, settings, confirmed=new_ledger)
             guards.note_clock(ledger, report)
             guards.hold_late(plan, report, limit=settings.late_skip_limit, confirmed=new_ledger or skip_late)
+            check_renames(plan, ledger, report, live=transport.channel == SMTP)
             execute(plan, ledger, transport, report, limit=limit, progress=progress, stop=stop,
                     retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up)
             if settings.digest:
@@ -99,9 +101,20 @@ def prepare(program: Program, ledger: Ledger, *, now: datetime, window: timedelt
             held: dict[str, str] | None = None) -> Plan:
     """Under the run lock: recover what a crashed run left, note the roster's statuses, plan from a snapshot."""
     report.recovered = ledger.recover(now)
-    ledger.observe_statuses(((c.id, p.id, p.status) for c in program.cohorts for p in c.pairs), now)
+    ledger.observe_statuses(((c.id, p.id.lower(), p.status) for c in program.cohorts for p in c.pairs), now)
     view = replace(ledger.snapshot(now, channel=channel, catch_up=catch_up), held=held or {})
     return build_plan(program, view, now=now, window=window)
+
+
+def check_renames(plan: Plan, ledger: Ledger, report: RunReport, *, live: bool) -> None:
+    """Take out of the plan what its people already have under an old key (a rename), and hold back what
+    cannot be told from a renamed step; the ledger is asked only about the people due a message now."""
+    if not plan.send:
+        return
+    addresses = {p.ascii_email for o in plan.send for p in o.pair.people()}
+    found = resolve(plan, ledger.received(addresses), live=live, steps_sent=ledger.steps_sent())
+    report.already = found.received
+    report.held_renames = found.held
 
 
 def open_transport(settings: Settings) -> Transport:
@@ -129,6 +142,12 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
     for occ in plan.skip:
         ledger.skip(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
                     due_at=occ.due_at, now=now, reason=occ.skip_reason or "skipped", late=occ.late, live=live)
+        report.count(occ, SKIPPED)
+    for occ, old in report.already:
+        ledger.skip(key=occ.key, cohort=occ.cohort.id, pair=occ.pair.id, step=occ.step.key, role=occ.role,
+                    due_at=occ.due_at, now=now, reason=f"already received as {old} (a rename)", live=live)
+        if occ.has_invite:  # the invitation they hold follows them, UID and all
+            ledger.move_invite(old, cohort=occ.cohort.id, pair=occ.pair.id.lower(), step=occ.step.key)
         report.count(occ, SKIPPED)
     secret = ledger.secret
     try:
@@ -183,7 +202,7 @@ def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: R
     ledger.finish(claim, state=result.state, now=now, attempts=result.attempts, delivered=result.delivered,
                   refused=result.refused, reason=result.detail if result.state != SENT else None,
                   location=result.detail if result.state == SENT else None, next_attempt_at=next_at,
-                  channel=transport.channel)
+                  channel=transport.channel, people=[p.ascii_email for p in occ.pair.people()])
     if invite is not None and result.state in (SENT, UNCERTAIN):
         held = invite[0]
         conf = occ.step.conference

@@ -56,14 +56,14 @@ def invite_changes(cohorts: Iterable[Cohort], sent: Iterable[SentInvite], now: d
     """
     by_id = {c.id: c for c in cohorts}
     # indexed once: a scan per held invitation made a run at 40,000 pairs cost seconds
-    pairs = {(c.id, p.id): p for c in cohorts for p in c.pairs}
+    pairs = {(c.id, p.id.lower()): p for c in cohorts for p in c.pairs}
     steps = {(c.id, s.key): s for c in cohorts for s in c.steps}
     out: list[Occurrence] = []
     for inv in sent:
         cohort = by_id.get(inv.cohort)
         if cohort is None:
             continue
-        pair = pairs.get((inv.cohort, inv.pair))
+        pair = pairs.get((inv.cohort, inv.pair.lower()))
         step = steps.get((inv.cohort, inv.step))
         if pair is None or step is None or step.conference is None or step.conference.meetup is None:
             continue

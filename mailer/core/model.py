@@ -96,6 +96,8 @@ class StepDef:
     conference: str | None = None  # a conference key, or "*" for one step per conference
     days_before: int | None = None
     source: str = "cohorts/program.toml"  # the file that defines it, for messages
+    renamed_from: tuple[str, ...] = ()  # earlier keys of this step: what went out under them is not resent
+    new: bool = False  # a step added mid-year, not a renamed one (see core/renames.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class Step:
     description: str
     due: date
     conference: Conference | None = None
+    renamed_from: tuple[str, ...] = ()  # earlier keys, placed like this one (`meetup-<conference>`)
+    new: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,9 @@ class Cohort:
         return next((s for s in self.steps if s.key == key), None)
 
     def pair(self, pair_id: str) -> Pair | None:
-        return next((p for p in self.pairs if p.id == pair_id), None)
+        """The pair with this id, compared without case."""
+        wanted = pair_id.lower()
+        return next((p for p in self.pairs if p.id.lower() == wanted), None)
 
 
 @dataclass(frozen=True, slots=True)

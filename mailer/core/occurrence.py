@@ -39,7 +39,8 @@ class Occurrence:
     @property
     def key(self) -> str:
         change = None if self.change is None else (self.change.kind, self.change.sequence)
-        return message_key(self.cohort.id, self.pair.id, self.step.key, self.role, change)
+        # pair ids compare without case: a spreadsheet that capitalises p02 must not make a new pair of it
+        return message_key(self.cohort.id, self.pair.id.lower(), self.step.key, self.role, change)
 
     @property
     def step_label(self) -> str:

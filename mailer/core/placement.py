@@ -30,6 +30,7 @@ def place_steps(defs: list[StepDef], start: date, end: date, conferences: list[C
             for target in targets:
                 key = f"{d.key}-{target.key}" if d.conference == "*" else d.key
                 placed.append((key, days_before(target.start, d.days_before), target))
+        suffix = {key: key[len(d.key):] for key, _, _ in placed}  # "-midwinter-2020" for a per-conference step
         for key, due, conf in placed:
             if key in made:
                 problems.append(Problem(
@@ -43,7 +44,8 @@ def place_steps(defs: list[StepDef], start: date, end: date, conferences: list[C
                     f"puts '{key}' on {due}, outside the program year {start}–{end} of {cohort_file}"))
                 continue
             steps.append(Step(key=key, template=d.template, to=d.to, late=d.late,
-                              description=d.description, due=due, conference=conf))
+                              description=d.description, due=due, conference=conf,
+                              renamed_from=tuple(old + suffix[key] for old in d.renamed_from), new=d.new))
     steps.sort(key=lambda s: (s.due, s.key))
     return steps, problems
 

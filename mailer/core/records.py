@@ -64,3 +64,13 @@ class LedgerView:
     history: dict[tuple[str, str], list[tuple[str, datetime]]] = field(default_factory=dict)  # statuses seen
     trial: frozenset[str] = frozenset()  # over SMTP: keys that only reached the outbox, owed to people
     held: dict[str, str] = field(default_factory=dict)  # cohort -> since when bad files held it back (ISO)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A message that reached (or may have reached) an address: what renames are checked against."""
+
+    key: str
+    channel: str | None
+    people: frozenset[str] | None  # the pair's two addresses, when it went to both partners
+    due_at: datetime

@@ -105,7 +105,7 @@ def with_history(program: Program, history: Mapping[tuple[str, str], list[tuple[
     for cohort in program.cohorts:
         pairs = []
         for pair in cohort.pairs:
-            seen = history.get((cohort.id, pair.id), [])
+            seen = history.get((cohort.id, pair.id.lower()), [])
             if pair.status_from is None and pair.status_until is None and seen:
                 pair = _dated(pair, seen, cohort)
             pairs.append(pair)

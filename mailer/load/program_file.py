@@ -14,6 +14,7 @@ from mailer.load.fields import STEP_KEY_RE, Collector, clean_text, kind
 # otherwise be dropped without a word, and the default used instead).
 PROGRAM_KEYS = frozenset({"program", "readings", "steps"})
 STEP_KEYS = frozenset({"key", "template", "to", "late", "description", "days_after_start", "month", "day",
+                       "renamed_from", "new",
                        "conference", "days_before"})
 
 
@@ -122,12 +123,21 @@ def _parse_step(item: dict[str, Any], where: str, col: Collector, templates: Pat
         col.add(where, "a conference step needs conference = \"*\" (or a conference key) and days_before = N")
     elif isinstance(conference, str) and conference != "*" and not STEP_KEY_RE.match(conference):
         col.add(f"{where}.conference", f"expected \"*\" or a conference key, got {kind(conference)}")
+    renamed = item.get("renamed_from", [])
+    if isinstance(renamed, str):
+        renamed = [renamed]
+    if not isinstance(renamed, list) or not all(isinstance(r, str) and STEP_KEY_RE.match(r) for r in renamed):
+        col.add(f"{where}.renamed_from", f"expected the step's earlier key, or a list of them, got {kind(renamed)}")
+        renamed = []
+    new = item.get("new", False)
+    if not isinstance(new, bool):
+        col.add(f"{where}.new", f"expected true or false, got {kind(new)}")
     if len(col.problems) != before:
         return None
     return StepDef(key=key, template=template, to=cast(Audience, to), late=cast(LatePolicy, late),
                    description=description, days_after_start=ints["days_after_start"],
                    month=ints["month"], day=ints["day"], conference=conference,
-                   days_before=ints["days_before"], source=source)
+                   days_before=ints["days_before"], source=source, renamed_from=tuple(renamed), new=bool(new))
 
 
 def table_list(doc: dict[str, Any], name: str, col: Collector) -> list[dict[str, Any]]:

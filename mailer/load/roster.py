@@ -76,8 +76,8 @@ def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[P
         row = dict(zip(columns, values, strict=False))
         col = Collector(shown)
         pair = _pair(row, col, start_line, n, year)
-        if pair is not None and pair.id in first_line:
-            other_line, other_row = first_line[pair.id]
+        if pair is not None and pair.id.lower() in first_line:  # ids compare without case
+            other_line, other_row = first_line[pair.id.lower()]
             col.add("pair_id", f"'{pair.id}' is already used on line {other_line} (row {other_row}); "
                                "each pair needs its own id", line=start_line, row=n)
         if col.problems:
@@ -94,7 +94,7 @@ def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[P
                                     f"has {len(values)} cells but the header has {len(columns)} columns; the extra "
                                     f"cells ({', '.join(repr(v[:40]) for v in extra[:3])}) are ignored. "
                                     "A cell holding a comma needs double quotes around it", n))
-        first_line[pair.id] = (start_line, n)
+        first_line[pair.id.lower()] = (start_line, n)
         pairs.append(pair)
     return pairs
 

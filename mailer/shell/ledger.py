@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mailer.core.keys import parse
 from mailer.core.records import (
     BODY,
     DEFERRED,
@@ -27,6 +28,7 @@ from mailer.core.records import (
     SMTP,
     TRIAL,
     UNCERTAIN,
+    Delivered,
     LedgerView,
     Row,
     SentInvite,
@@ -168,6 +170,38 @@ class Ledger:
         row = self.conn.execute("SELECT MIN(started_at) FROM runs").fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
+    def received(self, addresses: Iterable[str]) -> dict[tuple[str, str], list[Delivered]]:
+        """For each (address, step) these people received: the messages that took it there."""
+        found: dict[tuple[str, str], list[Delivered]] = {}
+        wanted = sorted({a.lower() for a in addresses})
+        for i in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[i:i + 500]
+            for address, step, key, channel, people, due_at in self.conn.execute(
+                    f"""SELECT d.address, d.step, d.key, m.channel, d.people, m.due_at FROM deliveries d
+                        JOIN messages m ON m.key = d.key
+                        WHERE d.address IN ({",".join("?" * len(chunk))}) AND m.state IN ('sent', 'uncertain')""",
+                    chunk):
+                found.setdefault((address, step), []).append(
+                    Delivered(key, channel, frozenset(people.split(",")) if people else None,
+                              datetime.fromisoformat(due_at)))
+        return found
+
+    def steps_sent(self) -> dict[str, dict[str, str]]:
+        """Each cohort's steps that reached (or may have reached) someone, with the day they were due."""
+        out: dict[str, dict[str, str]] = {}
+        for cohort, step, due in self.conn.execute(
+                "SELECT cohort, step, MIN(due_at) FROM messages WHERE state IN ('sent', 'uncertain') "
+                "GROUP BY cohort, step"):
+            out.setdefault(cohort, {})[step] = due
+        return out
+
+    def move_invite(self, old_key: str, *, cohort: str, pair: str, step: str) -> None:
+        """A held invitation follows its pair to a new id or cohort, keeping its UID."""
+        k = parse(old_key)
+        with self.transaction() as conn:
+            conn.execute("UPDATE invites SET cohort = ?, pair = ?, step = ? WHERE cohort = ? AND pair = ? AND step = ?",
+                         (cohort, pair, step, k.cohort, k.pair, k.step))
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the ledger file: a lost -wal then costs only what came after."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -241,7 +275,8 @@ class Ledger:
 
     def finish(self, claim: Claim, *, state: str, now: datetime, attempts: int, delivered: Iterable[str] = (),
                refused: dict[str, str] | None = None, reason: str | None = None, location: str | None = None,
-               next_attempt_at: datetime | None = None, channel: str | None = None) -> None:
+               next_attempt_at: datetime | None = None, channel: str | None = None,
+               people: Iterable[str] = ()) -> None:
         """Record how a claimed message ended; delivered and refused recipients accumulate."""
         all_delivered = [*claim.delivered, *(r for r in delivered if r not in claim.delivered)]
         all_refused = {**claim.refused, **(refused or {})}
@@ -254,6 +289,11 @@ class Ledger:
             (state, reason, location, attempts, json.dumps(all_delivered), json.dumps(all_refused),
              _iso(next_attempt_at) if next_attempt_at else None,
              _iso(now), state == SENT, _iso(now), channel, claim.key))
+        if state in (SENT, UNCERTAIN):  # who has (or may have) it, by address: renames cannot hide it
+            self.conn.execute(
+                """INSERT OR IGNORE INTO deliveries SELECT lower(j.value), m.step, m.key, ? FROM messages m,
+                       json_each(CASE WHEN m.state = 'sent' THEN m.delivered ELSE m.recipients END) j
+                   WHERE m.key = ?""", (",".join(sorted(p.lower() for p in people)) or None, claim.key))
 
     def skip(self, *, key: str, cohort: str, pair: str, step: str, role: str | None, due_at: datetime,
              now: datetime, reason: str, late: bool = False, live: bool = False) -> None:

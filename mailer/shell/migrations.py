@@ -78,4 +78,23 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "UPDATE messages SET late = 1 WHERE state = 'skipped' AND reason LIKE '% days late, past the %-day window'",
         "ALTER TABLE invites ADD COLUMN attendees TEXT",
     ]),
+    ("pair ids compare without case (spreadsheets capitalise them); who received which step, by address", [
+        "UPDATE OR IGNORE messages SET key = cohort || '/' || lower(pair) || substr(key, length(cohort) + "
+        "length(pair) + 2), pair = lower(pair) WHERE pair <> lower(pair)",
+        "UPDATE invites SET pair = lower(pair) WHERE pair <> lower(pair)",
+        "UPDATE OR IGNORE pair_status SET pair = lower(pair) WHERE pair <> lower(pair)",
+        """CREATE TABLE deliveries (
+                address TEXT NOT NULL,
+                step    TEXT NOT NULL,
+                key     TEXT NOT NULL,
+                people  TEXT,
+                PRIMARY KEY (address, step, key)
+            )""",
+        # people: the pair's two addresses (sorted, comma-joined), known for a message to both partners
+        """INSERT OR IGNORE INTO deliveries
+               SELECT lower(j.value), m.step, m.key, CASE WHEN m.role IS NULL AND json_array_length(m.recipients) = 2
+                   THEN (SELECT group_concat(a, ',') FROM (SELECT lower(value) AS a FROM json_each(m.recipients)
+                         ORDER BY a)) END
+               FROM messages m, json_each(m.recipients) j WHERE m.state IN ('sent', 'uncertain')""",
+    ]),
 ]
