@@ -171,7 +171,7 @@ def _print_problems(problems: Sequence[object], title: str) -> None:
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.check import check_program
 
-    result = check_program(settings)
+    result = check_program(settings, now=_now())
     _print_problems(result.warnings, "warnings")
     _print_problems(result.problems, "problems")
     if result.problems:
@@ -236,6 +236,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         _print_problems(cohort.problems, f"{cohort.summary}")
     for note in report.notes:
         print(f"{PROG}: {note}", file=sys.stderr)
+    for _, notice in report.notices:
+        if not notice.startswith("cohort "):  # a broken cohort's problems are printed above
+            print(f"{PROG}: {notice}", file=sys.stderr)
     for occ in report.held_late:
         print(f"held back: {occ.key}: {occ.skip_reason}", file=sys.stderr)
     for why in sorted({why for _, why in report.held_renames}):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from jinja2 import TemplateError
 
@@ -11,11 +12,13 @@ from mailer.core.ical import build_ics
 from mailer.core.invitation import build_invite
 from mailer.core.model import Pair, Person
 from mailer.core.occurrence import InviteChange
+from mailer.core.plan import build_plan
 from mailer.core.render import template_problem
 from mailer.core.year import pair_schedule, year_schedule
 from mailer.errors import InputError, Problem
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
+from mailer.shell.ledger import Ledger
 from mailer.shell.settings import Settings
 
 
@@ -29,8 +32,9 @@ class CheckResult:
     renders: int = 0
 
 
-def check_program(settings: Settings) -> CheckResult:
-    """Everything wrong with the program folder, all at once; nothing is sent or recorded."""
+def check_program(settings: Settings, *, now: datetime | None = None) -> CheckResult:
+    """Everything wrong with the program folder, all at once; nothing is sent or recorded. With `now`, also
+    what the ledger knows that the files no longer say (an invitation held by a pair whose row is gone)."""
     result = CheckResult()
     root = settings.program_dir
     templates = root / "templates" / "email"
@@ -50,6 +54,10 @@ def check_program(settings: Settings) -> CheckResult:
     result.problems.extend(program.skipped_rows)
     result.problems.extend(p for b in program.broken for p in b.problems)
     result.warnings.extend(program.warnings)
+    if now is not None:
+        plan = build_plan(program, Ledger.view(settings.database_path, now), now=now, window=None)
+        result.warnings += [Problem(f"cohorts/{cohort}/roster.csv", None, None, text)
+                            for cohort, text in plan.notices()]
     result.cohorts = len(program.cohorts)
     result.pairs = sum(len(c.pairs) for c in program.cohorts)
     result.steps = sum(len(c.steps) for c in program.cohorts)

@@ -6,6 +6,7 @@ would record the year as skipped. Each check stops or holds back the run with a 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from mailer.app.outcome import RunReport
@@ -89,24 +90,31 @@ def track_broken(ledger: Ledger, program: Program, report: RunReport) -> dict[st
 
 
 def broken_notices(ledger: Ledger, program: Program, report: RunReport) -> list[tuple[str, str]]:
-    """Once a day while a cohort is held back, a line for its coordinator's digest: what, since when, and
-    the problems. (cohort, text) pairs."""
-    if not program.broken:
-        return []
+    """While a cohort is held back, a line for its coordinator: what, since when, and the problems."""
     since: dict[str, str] = ledger.get_meta("broken") or {}
-    told: dict[str, str] = ledger.get_meta("broken_told") or {}
     today = report.now.date().isoformat()
     notices = []
     for b in program.broken:
-        if told.get(b.id) == today:
-            continue
-        told[b.id] = today
         problems = "; ".join(str(p) for p in b.problems[:10]) + ("; ..." if len(b.problems) > 10 else "")
         notices.append((b.id, f"{b.summary} since {since.get(b.id, today)[:10]}: {problems}. Put them right "
                               "(`mentor-mailer check` lists them all); what falls due meanwhile waits, and is "
                               "skipped only once it is past the late window."))
-    ledger.set_meta("broken_told", told)
     return notices
+
+
+def once_a_day(ledger: Ledger, report: RunReport, notices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The notices not yet told today: an hourly cron run must not mail the same sentence every hour."""
+    told: dict[str, str] = ledger.get_meta("told") or {}
+    today = report.now.date().isoformat()
+    fresh = [(c, text) for c, text in notices if told.get(_digest_of(text)) != today]
+    if fresh:
+        told = {k: day for k, day in told.items() if day == today} | {_digest_of(t): today for _, t in fresh}
+        ledger.set_meta("told", told)
+    return fresh
+
+
+def _digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def coordinator_of(ledger: Ledger, program: Program, cohort: str) -> tuple[str, str] | None:

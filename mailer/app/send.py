@@ -64,7 +64,6 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
         program = load_program(settings.program_dir, cohort_ids=cohorts or None)
         report = RunReport(now=now, bad_rows=list(program.skipped_rows))
         held = guards.track_broken(ledger, program, report)
-        report.notices = guards.broken_notices(ledger, program, report)
         transport = transport or open_transport(settings)
         try:
             plan = prepare(program, ledger, now=now, window=window, report=report, channel=transport.channel,
@@ -73,6 +72,8 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
             guards.note_clock(ledger, report)
             guards.hold_late(plan, report, limit=settings.late_skip_limit, confirmed=new_ledger or skip_late)
             check_renames(plan, ledger, report, live=transport.channel == SMTP)
+            report.notices = guards.once_a_day(ledger, report,
+                                               guards.broken_notices(ledger, program, report) + plan.notices())
             execute(plan, ledger, transport, report, limit=limit, progress=progress, stop=stop,
                     retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up)
             if settings.digest:
@@ -203,13 +204,13 @@ def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: R
                   refused=result.refused, reason=result.detail if result.state != SENT else None,
                   location=result.detail if result.state == SENT else None, next_attempt_at=next_at,
                   channel=transport.channel, people=[p.ascii_email for p in occ.pair.people()])
-    if invite is not None and result.state in (SENT, UNCERTAIN):
+    if invite is not None and result.state in (SENT, UNCERTAIN) and not (occ.change and occ.change.drop):
         held = invite[0]
         conf = occ.step.conference
         assert conf is not None and conf.meetup is not None
         ledger.record_invite(uid=held.uid, cohort=occ.cohort.id, pair=occ.pair.id, conference=conf.key,
                              step=occ.step.key, sequence=held.sequence, method=held.method,
-                             details=details(conf.meetup), message_key=occ.key, now=now, attendees=held.attendees)
+                             details=details(conf), message_key=occ.key, now=now, attendees=held.attendees)
         report.invites[held.method if held.sequence == 0 or held.method == "CANCEL" else "UPDATE"] += 1
     if claim.is_resend:
         report.resent += 1

@@ -24,11 +24,16 @@ def build_invite(occ: Occurrence, now: datetime) -> Invite:
     change = occ.change
     method = change.method if change else "REQUEST"
     description = (f"Meetup of {pair.mentor.name} and {pair.mentee.name} at {conf.name}, {conf.city}, "
-                   f"arranged by the {cohort.name}. Reply to let {coord.name} know whether you can come.")
-    if change is not None:
-        description = f"{change.change}\n\n{description}"
+                   f"arranged by the {cohort.name}.")
+    if method == "CANCEL":
+        description = f"{change.change if change else ''}\n\n{description} The meetup is off.".strip()
+    else:
+        description += f" Reply to let {coord.name} know whether you can come."
+        if change is not None:
+            description = f"{change.change}\n\n{description}"
     return Invite(
-        uid=invite_uid(cohort.id, pair.id, conf.key, coord.ascii_email.rpartition("@")[2]),
+        uid=(change.uid if change and change.uid else
+             invite_uid(cohort.id, pair.id.lower(), conf.key, coord.ascii_email.rpartition("@")[2])),
         sequence=change.sequence if change else 0,
         method=method,
         summary=f"Mentoring meetup: {pair.mentor.first_name} & {pair.mentee.first_name} at {conf.name}",
@@ -37,6 +42,6 @@ def build_invite(occ: Occurrence, now: datetime) -> Invite:
         start=start,
         end=end,
         organizer=(coord.name, coord.ascii_email),
-        attendees=tuple((p.name, p.ascii_email) for p in pair.people()),
+        attendees=tuple((pair.person(r).name, pair.person(r).ascii_email) for r in occ.recipients()),
         dtstamp=now.astimezone(UTC),
     )

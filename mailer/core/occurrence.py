@@ -17,6 +17,8 @@ class InviteChange:
     method: Literal["REQUEST", "CANCEL"]
     sequence: int
     change: str  # one line for the email: what changed, or why it is cancelled
+    uid: str | None = None  # the UID the people hold (it never changes, whatever was renamed)
+    drop: bool = False  # a CANCEL to an attendee who is no longer invited (an address that changed)
 
     @property
     def kind(self) -> ChangeKind:

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mailer.core.meetups import invite_changes
+from mailer.core.meetups import invite_changes, orphans
 from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence, with_reason
-from mailer.core.records import LedgerView
+from mailer.core.records import LedgerView, SentInvite
 from mailer.core.year import with_history, year_schedule
 
 HORIZON = timedelta(days=31)  # how far ahead a plan lists what is coming, unless asked for more
@@ -34,6 +34,14 @@ class Plan:
     upcoming: list[Occurrence] = field(default_factory=list)  # due after now, within the horizon, in order
     next_due: datetime | None = None  # the earliest unsettled message after now: when a run next has work
     next_by_cohort: dict[str, Occurrence] = field(default_factory=dict)  # each cohort's next message to send
+    orphan_invites: list[SentInvite] = field(default_factory=list)  # held by pairs whose row is gone
+
+    def notices(self) -> list[tuple[str, str]]:
+        """(cohort, sentence) for what the coordinator should know about the plan itself."""
+        return [(i.cohort, f"pair {i.pair} of cohort {i.cohort} holds the invitation to the {i.conference} meetup "
+                           "but is no longer in the roster: the invitation still stands, and changes to the meetup "
+                           "still reach them; to cancel it, put the row back with status withdrawn")
+                for i in self.orphan_invites]
 
     def coming(self, start: datetime, end: datetime, *, due_now: bool = True) -> list[Occurrence]:
         """What is still to be sent with its time in [start, end), in time order; with `due_now`, a message
@@ -61,7 +69,7 @@ def build_plan(program: Program, view: LedgerView, *, now: datetime, window: tim
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     dated = with_history(program, view.history)
-    plan = Plan(program=dated, now=now)
+    plan = Plan(program=dated, now=now, orphan_invites=orphans(dated.cohorts, view.invites, now))
     due(occurrences(dated, view, now), plan, settled=view.settled, retrying=view.retrying, window=window,
         horizon=horizon, trial=view.trial, held=view.held)
     return plan
