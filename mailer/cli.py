@@ -344,16 +344,23 @@ class _graceful_stop:
         import signal
 
         if self.flag.is_set():  # a second signal: stop now
-            for s, handler in self.previous.items():  # a third one gets the default: the process ends
+            for s, handler in self.previous.items():  # a third one meets the handlers from before the run
                 signal.signal(s, handler)
-            print(f"{PROG}: stopping now; the message in flight is left for the next run", file=sys.stderr,
-                  flush=True)
+            self._say(f"{PROG}: stopping now; the message in flight is left for the next run")
             raise KeyboardInterrupt
         self.flag.set()
         # said at once, so whoever sent the signal knows it was heard (signals sent back to back
         # arrive as one: only a signal sent after this line counts as the second)
-        print(f"{PROG}: stopping after the message in flight; signal again to stop at once", file=sys.stderr,
-              flush=True)
+        self._say(f"{PROG}: stopping after the message in flight; signal again to stop at once")
+
+    @staticmethod
+    def _say(line: str) -> None:
+        """One line to stderr from a signal handler: os.write, because print may be mid-write already."""
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            os.write(sys.stderr.fileno(), (line + "\n").encode("utf-8", "replace"))
 
     def __exit__(self, *exc: object) -> None:
         import signal
