@@ -73,6 +73,20 @@ def test_dripping_reply_before_the_body_is_transient(verb: str) -> None:
     assert elapsed < 30  # the message deadline (3 s) ends it, though 10 attempts were allowed
 
 
+def test_a_server_too_slow_for_every_message_stops_the_run() -> None:
+    """Three messages abandoned at their deadline in a row: the next send stops the run."""
+    with scripted(on("MAIL", SLOW, drip=DRIP)) as server:
+        t = transport(server.port, max_attempts=10, message_timeout=1.5)
+        results = [t.send(outgoing(n)) for n in range(3)]
+        mails = sum(line.startswith("MAIL") for line in server.record.lines)
+        with pytest.raises(TransportError) as info:
+            t.send(outgoing(3))
+        t.close()
+    assert [r.state for r in results] == ["deferred"] * 3
+    assert info.value.deferred and "took none of the last 3 messages" in str(info.value)
+    assert sum(line.startswith("MAIL") for line in server.record.lines) == mails  # the 4th was not tried
+
+
 def test_dripping_reply_after_the_body_is_uncertain() -> None:
     with scripted(on("BODY", SLOW, drip=DRIP)) as server:
         t = transport(server.port)

@@ -30,8 +30,9 @@ _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, 
 # smtplib can do these with a user name and password; XOAUTH2 (a token, not a password) goes here
 # too once there is a token source, with its own authobject.
 MECHANISMS = ("PLAIN", "LOGIN")
-# this many 4xx replies to MAIL FROM in a row (across messages and attempts) mean the server takes
-# nothing for now: a rate limit or a block, not a problem of one message
+# this many 4xx replies to MAIL FROM in a row (across messages and attempts), or messages abandoned
+# at their deadline, mean the server takes nothing for now (a rate limit, a block, a tar pit), not
+# that one message has a problem
 REFUSALS_TO_STOP = 3
 
 
@@ -242,8 +243,7 @@ class SmtpTransport:
                 self._drop()
                 return Delivery("uncertain", tuple(delivered), refused, str(exc), attempt)
             except _RefusesAll as exc:
-                self._refusing = (f"SMTP server {self.where} refused {REFUSALS_TO_STOP} messages in a row for now "
-                                  f"({exc}); the rest stays due and the next run tries again")
+                self._refusing = _refusing_all(self.where, str(exc))
                 if not delivered:
                     raise TransportError(self._refusing, deferred=True) from None
                 return Delivery("deferred", tuple(delivered), refused, str(exc), attempt)
@@ -271,6 +271,9 @@ class SmtpTransport:
         if remaining and self._monotonic() >= deadline:
             last = (f"abandoned after {self.message_timeout:g} s (MENTOR_MAILER_SMTP_MESSAGE_TIMEOUT) before "
                     f"the body went out: {_with(said, last)}")
+            self._mail_refusals += 1
+            if self._mail_refusals >= REFUSALS_TO_STOP:
+                self._refusing = _refusing_all(self.where, last)  # this one is deferred; the next stops the run
         if remaining:
             return Delivery("deferred", tuple(delivered), refused, _with(said, last), attempt)
         if delivered:
@@ -395,6 +398,11 @@ def _rset(conn: Session, out: _Outcome) -> None:
 def _close(conn: smtplib.SMTP) -> None:
     with contextlib.suppress(OSError):
         conn.close()
+
+
+def _refusing_all(where: str, reason: str) -> str:
+    return (f"SMTP server {where} took none of the last {REFUSALS_TO_STOP} messages ({reason}); "
+            "the rest stays due and the next run tries again")
 
 
 def _with(said: str | None, last: str) -> str:
