@@ -27,9 +27,10 @@ from mailer.shell.transport import Delivery, Outgoing
 
 _DOT = re.compile(rb"(?m)^\.")
 _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)
-# smtplib can do these with a user name and password; XOAUTH2 (a token, not a password) goes here
-# too once there is a token source, with its own authobject.
-MECHANISMS = ("PLAIN", "LOGIN")
+# in order of preference: smtplib can do these with a user name and password (CRAM-MD5 last: it
+# needs the server to keep the password in the clear). XOAUTH2 (a token, not a password) goes here
+# once there is a token source, with its own authobject in _login.
+MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 # this many 4xx replies to MAIL FROM in a row (across messages and attempts), or messages abandoned
 # at their deadline, mean the server takes nothing for now (a rate limit, a block, a tar pit), not
 # that one message has a problem
@@ -175,12 +176,13 @@ class SmtpTransport:
         if not usable:
             raise TransportError(
                 f"SMTP server {self.where} offers AUTH {' '.join(offered) or '(no mechanism)'} only, and "
-                f"mentor-mailer logs in with {' or '.join(MECHANISMS)}; ask the provider to enable one of them "
-                "(over TLS), or use another server")
+                f"mentor-mailer logs in with {', '.join(MECHANISMS[:-1])} or {MECHANISMS[-1]}; ask the provider "
+                "to enable one of them (over TLS), or use another server")
         conn.user, conn.password = self.username or "", self._password or ""
         mechanism = usable[0]
+        answer = getattr(conn, f"auth_{mechanism.lower().replace('-', '_')}")  # smtplib's auth_plain, ...
         try:
-            conn.auth(mechanism, getattr(conn, f"auth_{mechanism.lower()}"))
+            conn.auth(mechanism, answer)
         except smtplib.SMTPAuthenticationError as exc:
             code = exc.smtp_code
             if 400 <= code < 500:
@@ -243,6 +245,7 @@ class SmtpTransport:
                 self._drop()
                 return Delivery("uncertain", tuple(delivered), refused, str(exc), attempt)
             except _RefusesAll as exc:
+                self._drop()  # pipelined replies may be unread: the session is not to be used again
                 self._refusing = _refusing_all(self.where, str(exc))
                 if not delivered:
                     raise TransportError(self._refusing, deferred=True) from None

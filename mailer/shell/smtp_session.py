@@ -97,9 +97,11 @@ class _Deadlines:
             code = int(line[:3])
             if line[3:4] != b"-":
                 break
-        self._arm()  # whatever comes next (a TLS handshake after STARTTLS) gets a fresh window
-        if self.sock:
-            self.sock.settimeout(self._left())
+        # whatever comes next (a TLS handshake after STARTTLS) gets a fresh window; a reply that came
+        # in is never lost to a deadline passing just now: the next read or write notices that
+        left = self._arm() - self._monotonic()
+        if self.sock and left > 0:
+            self.sock.settimeout(left)
         return code, b"\n".join(lines)
 
     def _readline(self) -> bytes:
