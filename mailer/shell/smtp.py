@@ -22,15 +22,12 @@ from pathlib import Path
 
 from mailer.errors import ConfigError, TransportError
 from mailer.shell.settings import Settings
-from mailer.shell.smtp_session import Late, Session, SessionTLS, secret_forms
+from mailer.shell.smtp_auth import login, secret_forms
+from mailer.shell.smtp_session import Late, Session, SessionTLS
 from mailer.shell.transport import Delivery, Outgoing
 
 _DOT = re.compile(rb"(?m)^\.")
 _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)
-# in order of preference: smtplib can do these with a user name and password (CRAM-MD5 last: it
-# needs the server to keep the password in the clear). XOAUTH2 (a token, not a password) goes here
-# once there is a token source, with its own authobject in _login.
-MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 # this many 4xx replies to MAIL FROM in a row (across messages and attempts), or messages abandoned
 # at their deadline, mean the server takes nothing for now (a rate limit, a block, a tar pit), not
 # that one message has a problem
@@ -159,41 +156,11 @@ class SmtpTransport:
                 conn.starttls(context=self._tls_context())
                 conn.ehlo()
             if self.username:
-                self._login(conn)
+                login(conn, where=self.where, username=self.username, password=self._password or "")
         except BaseException:
             _close(conn)
             raise
         return conn
-
-    def _login(self, conn: Session) -> None:
-        """AUTH with the first mechanism both sides know. Nothing the server says in reply to AUTH is
-        kept: a server may echo the argument, which is the password in base64."""
-        if not conn.has_extn("auth"):
-            raise TransportError(f"SMTP server {self.where} does not offer AUTH; unset "
-                                 "MENTOR_MAILER_SMTP_USERNAME or use another server")
-        offered = conn.esmtp_features["auth"].upper().split()
-        usable = [m for m in MECHANISMS if m in offered]
-        if not usable:
-            raise TransportError(
-                f"SMTP server {self.where} offers AUTH {' '.join(offered) or '(no mechanism)'} only, and "
-                f"mentor-mailer logs in with {', '.join(MECHANISMS[:-1])} or {MECHANISMS[-1]}; ask the provider "
-                "to enable one of them (over TLS), or use another server")
-        conn.user, conn.password = self.username or "", self._password or ""
-        mechanism = usable[0]
-        answer = getattr(conn, f"auth_{mechanism.lower().replace('-', '_')}")  # smtplib's auth_plain, ...
-        try:
-            conn.auth(mechanism, answer)
-        except smtplib.SMTPAuthenticationError as exc:
-            code = exc.smtp_code
-            if 400 <= code < 500:
-                raise TransportError(f"SMTP server {self.where} could not check the login for {self.username} "
-                                     f"just now: {code}; the next run tries again",
-                                     deferred=True) from None
-            raise TransportError(f"SMTP server {self.where} refused the login for {self.username}: {code} "
-                                 "(its words are not kept: they may echo the password); check "
-                                 "MENTOR_MAILER_SMTP_USERNAME and MENTOR_MAILER_SMTP_PASSWORD") from None
-        except smtplib.SMTPResponseException as exc:
-            raise smtplib.SMTPServerDisconnected(f"unexpected reply to AUTH (code {exc.smtp_code})") from None
 
     def _pace(self) -> None:
         if self.rate > 0 and self._last_send is not None:

@@ -7,12 +7,11 @@ may run past `message_deadline`, whichever comes first.
 
 from __future__ import annotations
 
-import base64
 import re
 import select
 import smtplib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -160,24 +159,3 @@ class Session(_Deadlines, smtplib.SMTP):
 
 class SessionTLS(Session, smtplib.SMTP_SSL):
     """A connection in TLS from its first byte."""
-
-
-def secret_forms(username: str | None, password: str | None) -> list[str]:
-    """The password as it can come back from a server that echoes AUTH: plain, and base64 of the
-    PLAIN, LOGIN and XOAUTH2 arguments, padded and not, longest first so none is left half-replaced."""
-    if not password:
-        return []
-    user = (username or "").encode("utf-8")
-    secret = password.encode("utf-8")
-    raw: Iterable[bytes] = (
-        secret,
-        b"\0" + user + b"\0" + secret,  # PLAIN, as smtplib sends it
-        user + b"\0" + user + b"\0" + secret,  # PLAIN with an authorisation identity
-        b"user=" + user + b"\x01auth=Bearer " + secret + b"\x01\x01",  # XOAUTH2
-    )
-    forms = {password}
-    for value in (*raw, user):  # LOGIN sends the user name and the password on their own lines
-        if value:
-            encoded = base64.b64encode(value).decode("ascii")
-            forms |= {encoded, encoded.rstrip("=")}
-    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
