@@ -283,7 +283,8 @@ class SmtpTransport:
                 out.drop = out.drop or not 400 <= code < 500
         if not accepted:
             self._abandon_data(conn, data_reply, out)
-            _rset(conn, out)
+            if not out.drop:
+                _rset(conn, out)
             return out
         code, msg = data_reply if data_reply[0] else conn.docmd("DATA")
         if code != 354:
