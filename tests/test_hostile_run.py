@@ -210,3 +210,17 @@ def test_canary_password_in_encoded_forms_never_appears(settings: Settings, smtp
     for form in password_forms(SMTP_USER, password):
         assert form not in everything, form
         assert form.encode() not in ledger_files, form
+
+
+def test_a_server_offering_only_unusable_auth_mechanisms_exits_2(settings: Settings, smtp_pki: SmtpPki) -> None:
+    """Before: "cannot be reached", exit 1, and every cron run tried again."""
+    with scripted(lambda peer: dialogue(peer, extensions=("AUTH GSSAPI NTLM",)),
+                  tls=smtp_pki.server_context()) as server:
+        env = env_for(settings, "localhost", server.port, MENTOR_MAILER_SMTP_SECURITY="tls",
+                      MENTOR_MAILER_SMTP_CA_FILE=str(smtp_pki.ca_file), MENTOR_MAILER_SMTP_USERNAME=SMTP_USER,
+                      MENTOR_MAILER_SMTP_PASSWORD=SMTP_PASSWORD)
+        r = cli(env, "run", "--now", NOW)
+    assert r.returncode == 2, r.stderr
+    assert "offers AUTH GSSAPI NTLM only" in r.stderr and "Traceback" not in r.stderr
+    assert server.record.connections == 1
+    assert set(states(settings).values()) <= {"deferred"}  # nothing lost: it stays due
