@@ -3,6 +3,7 @@
     python benchmarks/run.py                  # N = 10,000 pairs, median of 3 repetitions
     python benchmarks/run.py --quick          # N = 1,000, and the year rehearsal only once
     python benchmarks/run.py --quick --pairs 200 --repeat 1
+    python benchmarks/run.py --quick --skip-scale    # without cases 7-9 (a year's ledger at S and 4·S pairs)
     python benchmarks/run.py --profile        # and then case 1 once more under cProfile
     python benchmarks/run.py --profile-only   # only the cProfile run of case 1
     python benchmarks/run.py --profile 3 --profile-only    # the meetup run under cProfile
@@ -21,7 +22,9 @@ and times each case as a child process, median of R repetitions:
 3. meetup run: case 1 for meetup-midwinter-2020 (due 2019-12-20): every message carries an .ics;
 4. no-op rerun: case 1 again on the ledger case 1 left: nothing is due;
 5. year rehearsal: `mentor-mailer rehearse --outbox DIR` of the whole year for N pairs;
-6. startup: `mentor-mailer --help` against `python -c pass`.
+6. startup: `mentor-mailer --help` against `python -c pass`;
+7-9. scale (benchmarks/scale.py): `status`, `report` over a year's ledger, and a run after the
+   invitations, each at S and 4·S pairs, with the ratio of the two (--skip-scale leaves them out).
 
 Two reference rows measure the sink and SMTP themselves with case 1's message as pre-built bytes:
 pipelined raw-socket writes (the sink's ceiling) and smtplib `sendmail` in lock-step.
@@ -57,6 +60,11 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+if __package__:
+    from benchmarks import scale
+else:  # run as a script: benchmarks/ itself is on sys.path
+    import scale  # type: ignore[no-redef]
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULTS = REPO / "mailer" / "defaults"
@@ -80,6 +88,7 @@ CASES = {
     "1k": "1. monthly run at 1,000 pairs (RSS)",
     "pipe": "sink ceiling: pipelined raw socket",
     "lock": "smtplib lock-step, pre-built bytes",
+    **scale.LABELS,
 }
 
 # (cohort id, name, IANA zone, send hour, coordinator); all at UTC-4 or UTC-3 in September, see above
@@ -667,7 +676,7 @@ def report(suite: Suite, elapsed: float) -> int:
             f"{'peak RSS MiB':>13} {'bytes/msg':>10}")
     print(head)
     print("-" * len(head))
-    for key in ("1", "2", "3", "4", "5", "6", "6ref", "1k", "pipe", "lock"):
+    for key in ("1", "2", "3", "4", "5", "6", "6ref", "1k", "pipe", "lock", *scale.LABELS):
         res = r.get(key)
         if res is None:
             continue
@@ -707,6 +716,7 @@ def report(suite: Suite, elapsed: float) -> int:
         ("ratio case 6 (mentor-mailer --help vs python -c pass)", ratio("6", "6ref"), 10.0, ""),
         (f"ratio peak RSS case 1 at N vs at {RSS_REFERENCE_PAIRS:,}", rss_ratio, 1.5,
          "" if rss_ratio is not None else f"(N ≤ {RSS_REFERENCE_PAIRS:,}: nothing to compare)"),
+        *scale.ratio_rows(r),
     ]
     missed = 0
     for label, value, target, why in rows:
@@ -748,6 +758,8 @@ def run_suite(args: argparse.Namespace, work: Path) -> int:
         suite.mailer_run("4", program, last, MONTHLY_NOW, 0, suite.repeat)
         if not args.skip_rehearsal:
             suite.rehearsal(program)
+        if not args.skip_scale:
+            scale.run_scale(suite, sys.modules[__name__], args.scale_pairs)
         if n > RSS_REFERENCE_PAIRS:
             small = make_program(work / f"program-{RSS_REFERENCE_PAIRS}", RSS_REFERENCE_PAIRS)
             settled = suite.settle(small, MONTHLY_SETTLE, "settled-monthly-1000")
@@ -801,16 +813,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                    "--profile's case)")
     parser.add_argument("--skip-rehearsal", action="store_true", help="leave out case 5 (the slowest)")
     parser.add_argument("--skip-startup", action="store_true", help="leave out case 6")
+    parser.add_argument("--scale-pairs", type=int, metavar="S",
+                        help=f"cases 7-9 at S and {scale.FACTOR}·S pairs (default: N, so 10,000 and 40,000, or "
+                             "1,000 and 4,000 with --quick)")
+    parser.add_argument("--skip-scale", action="store_true", help="leave out cases 7-9 (a year's ledger at "
+                                                                 f"S and {scale.FACTOR}·S pairs takes a while)")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     parser.add_argument("--timeout", type=float, default=3600, metavar="S",
                         help="kill a measured child after S seconds (default 3600)")
     args = parser.parse_args(argv)
     if args.pairs is None:
         args.pairs = 1000 if args.quick else 10_000
+    if args.scale_pairs is None:
+        args.scale_pairs = args.pairs
     if args.rehearsal_repeat is None:
         args.rehearsal_repeat = 1 if args.quick else args.repeat
-    if args.pairs < len(COHORTS) or min(args.repeat, args.startup_repeat, args.rehearsal_repeat) < 1:
-        parser.error(f"--pairs must be at least {len(COHORTS)}, each --*repeat at least 1")
+    repeats = (args.repeat, args.startup_repeat, args.rehearsal_repeat)
+    if min(args.pairs, args.scale_pairs) < len(COHORTS) or min(repeats) < 1:
+        parser.error(f"--pairs and --scale-pairs must be at least {len(COHORTS)}, each --*repeat at least 1")
     try:
         with work_folder(args.out) as work:
             return run_suite(args, work)

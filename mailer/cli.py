@@ -349,7 +349,12 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 class _graceful_stop:
-    """SIGTERM (and a first Ctrl-C) let the message in flight finish; the run then stops and reports."""
+    """SIGTERM (and a first Ctrl-C) let the message in flight finish; the run then stops and reports.
+
+    A second signal ends the run at once. That is safe at any point: the message in flight stays
+    `sending` for the next run to recover (uncertain if its body had gone out), SQLite rolls back
+    any transaction left open, and the lock goes with the process's file descriptor.
+    """
 
     def __enter__(self) -> Any:
         import signal
@@ -363,9 +368,23 @@ class _graceful_stop:
         import signal
 
         if self.flag.is_set():  # a second signal: stop now
-            signal.signal(signum, self.previous[signal.Signals(signum)])
+            for s, handler in self.previous.items():  # a third one meets the handlers from before the run
+                signal.signal(s, handler)
+            self._say(f"{PROG}: stopping now; the message in flight is left for the next run")
             raise KeyboardInterrupt
         self.flag.set()
+        # said at once, so whoever sent the signal knows it was heard (signals sent back to back
+        # arrive as one: only a signal sent after this line counts as the second)
+        self._say(f"{PROG}: stopping after the message in flight; signal again to stop at once")
+
+    @staticmethod
+    def _say(line: str) -> None:
+        """One line to stderr from a signal handler: os.write, because print may be mid-write already."""
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            os.write(sys.stderr.fileno(), (line + "\n").encode("utf-8", "replace"))
 
     def __exit__(self, *exc: object) -> None:
         import signal

@@ -19,6 +19,7 @@ CASES = [
     "reference: python -c pass",
     "sink ceiling: pipelined raw socket",
     "smtplib lock-step, pre-built bytes",
+    *(f"{n}. {what}" for n, what in (("7", "status --json"), ("8", "report --out"), ("9", "run after"))),
 ]
 RATIOS = [
     "ratio case 1 / case 2",
@@ -26,6 +27,7 @@ RATIOS = [
     "ratio case 4 / case 1",
     "ratio case 6",
     "ratio peak RSS case 1 at N vs at 1,000",
+    *(f"ratio case {k} {what}" for k in "789" for what in ("wall", "peak RSS")),  # benchmarks/scale.py
 ]
 
 

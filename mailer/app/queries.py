@@ -20,6 +20,7 @@ from mailer.core.year import year_schedule
 from mailer.errors import InputError
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
+from mailer.shell.files import private_dir, write_private
 from mailer.shell.ledger import Ledger
 from mailer.shell.settings import Settings
 
@@ -81,7 +82,7 @@ def export_invites(settings: Settings, *, now: datetime, cohort: str, out: Path)
     held = {(i.pair.lower(), i.step): i for i in Ledger.view(settings.database_path, now).invites
             if i.cohort == cohort}
     changes = {(o.pair.id.lower(), o.step.key): o for o in plan.send if o.change is not None}
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out)
     written = []
     for occ in year_schedule(plan.program):
         if not occ.has_invite:
@@ -96,7 +97,7 @@ def export_invites(settings: Settings, *, now: datetime, cohort: str, out: Path)
                 continue  # this pair will never be invited to this meetup
             current = occ
         path = out / f"{occ.pair.id}-{occ.step.conference.key}.ics"  # type: ignore[union-attr]
-        path.write_bytes(_ics(current, now))
+        write_private(path, _ics(current, now))
         written.append(path)
     return written
 
@@ -108,8 +109,8 @@ def html_report(settings: Settings, out: Path, *, now: datetime) -> Path:
     if settings.database_path.exists():
         with Ledger.open(settings.database_path) as ledger:
             rows = ledger.rows()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now), encoding="utf-8")
+    page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now)
+    write_private(out, page.encode("utf-8"), make_parent=True)
     return out
 
 

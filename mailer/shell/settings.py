@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_timeout: float = Field(default=30.0, gt=0, description="seconds each SMTP reply may take, in all")
+    smtp_message_timeout: float = Field(
+        default=300.0, gt=0,
+        description="seconds one message may take in all, attempts included; past it, it waits for the next run")
     smtp_ca_file: Path | None = None
     smtp_rate: float = Field(default=0.0, ge=0, description="messages per minute; 0 means no limit")
     smtp_max_attempts: int = Field(default=3, ge=1)

@@ -1,13 +1,15 @@
 """SMTP delivery: one verified TLS connection per run, each answer mapped to a ledger state.
 
-4xx and dropped connections before the body are transient (retried with backoff, then deferred);
-5xx is permanent for that recipient or message; a drop after the body and before the server's reply
-is uncertain, the one window SMTP itself cannot close.
+Before the body, a 4xx, a reply SMTP does not define, a drop or a timeout is transient (retried with
+backoff, then deferred); 5xx is permanent for that recipient or message. After the body, 2xx is sent,
+4xx deferred, 5xx failed, and anything else (a garbled reply, a drop, the deadline) is uncertain, the
+one window SMTP itself cannot close. Every reply that is kept is scrubbed of the password's forms.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import re
 import smtplib
@@ -20,10 +22,16 @@ from pathlib import Path
 
 from mailer.errors import ConfigError, TransportError
 from mailer.shell.settings import Settings
+from mailer.shell.smtp_auth import login, secret_forms
+from mailer.shell.smtp_session import Late, Session, SessionTLS
 from mailer.shell.transport import Delivery, Outgoing
 
 _DOT = re.compile(rb"(?m)^\.")
 _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)
+# this many 4xx replies to MAIL FROM in a row (across messages and attempts), or messages abandoned
+# at their deadline, mean the server takes nothing for now (a rate limit, a block, a tar pit), not
+# that one message has a problem
+REFUSALS_TO_STOP = 3
 
 
 def is_loopback(host: str) -> bool:
@@ -40,7 +48,11 @@ class _Reconnect(Exception):
 
 
 class _Uncertain(Exception):
-    """The body went out but no reply came back."""
+    """The body went out but no usable reply came back."""
+
+
+class _RefusesAll(Exception):
+    """Several MAIL FROM in a row got a 4xx: the server takes nothing for now."""
 
 
 @dataclass(slots=True)
@@ -48,11 +60,13 @@ class _Outcome:
     delivered: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # permanent, per recipient
     transient: dict[str, str] = field(default_factory=dict)  # try again, per recipient
+    drop: bool = False  # the session is out of step: do not send another command on it
 
 
 def _reply(code: int, msg: bytes | str) -> str:
     text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
-    return f"{code} {' '.join(text.split())}"
+    text = " ".join(text.split())
+    return text if code == -1 else f"{code} {text}"
 
 
 class SmtpTransport:
@@ -69,6 +83,7 @@ class SmtpTransport:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        message_timeout: float = 300.0,
         ca_file: Path | None = None,
         rate: float = 0.0,
         max_attempts: int = 3,
@@ -84,12 +99,15 @@ class SmtpTransport:
                               "travel in the clear; use starttls or tls")
         self.host, self.port, self.security = host, port, security
         self.username, self._password = username, password
-        self.timeout, self.ca_file, self.rate = timeout, ca_file, rate
+        self._secrets = secret_forms(username, password)
+        self.timeout, self.message_timeout = timeout, message_timeout
+        self.ca_file, self.rate = ca_file, rate
         self.max_attempts, self.backoff = max_attempts, backoff
         self._sleep, self._monotonic = sleep, monotonic
-        self._conn: smtplib.SMTP | None = None
+        self._conn: Session | None = None
         self._last_send: float | None = None
-        self.connections = 0
+        self._mail_refusals = 0
+        self._refusing: str | None = None  # set when the server refused too often: the next send stops the run
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
@@ -97,7 +115,8 @@ class SmtpTransport:
             settings.smtp_host, settings.smtp_port, security=settings.smtp_security,
             username=settings.smtp_username,
             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-            timeout=settings.smtp_timeout, ca_file=settings.smtp_ca_file, rate=settings.smtp_rate,
+            timeout=settings.smtp_timeout, message_timeout=settings.smtp_message_timeout,
+            ca_file=settings.smtp_ca_file, rate=settings.smtp_rate,
             max_attempts=settings.smtp_max_attempts, backoff=settings.smtp_backoff,
         )
 
@@ -106,8 +125,10 @@ class SmtpTransport:
         return f"{self.host}:{self.port}"
 
     def _scrub(self, text: str) -> str:
-        """No error that leaves here can carry the password, whatever a server echoes."""
-        return text.replace(self._password, "***") if self._password else text
+        """No text that leaves here can carry the password, plain or base64, whatever a server echoes."""
+        for form in self._secrets:
+            text = text.replace(form, "***")
+        return text
 
     def _tls_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()  # verifies the certificate and the host name
@@ -118,13 +139,13 @@ class SmtpTransport:
                 raise ConfigError(f"MENTOR_MAILER_SMTP_CA_FILE {self.ca_file}: cannot load it: {exc}") from None
         return ctx
 
-    def _connect(self) -> smtplib.SMTP:
-        conn: smtplib.SMTP
+    def _connect(self, deadline: float) -> Session:
+        conn: Session
+        kwargs = {"command_timeout": self.timeout, "message_deadline": deadline, "monotonic": self._monotonic}
         if self.security == "tls":
-            conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls_context())
+            conn = SessionTLS(self.host, self.port, context=self._tls_context(), **kwargs)  # type: ignore[arg-type]
         else:
-            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        self.connections += 1
+            conn = Session(self.host, self.port, **kwargs)  # type: ignore[arg-type]
         try:
             conn.ehlo()
             if self.security == "starttls":
@@ -135,15 +156,7 @@ class SmtpTransport:
                 conn.starttls(context=self._tls_context())
                 conn.ehlo()
             if self.username:
-                try:
-                    conn.login(self.username, self._password or "")
-                except smtplib.SMTPAuthenticationError as exc:
-                    raise TransportError(self._scrub(
-                        f"SMTP server {self.where} refused the login for {self.username}: "
-                        f"{_reply(exc.smtp_code, exc.smtp_error)}")) from None
-                except smtplib.SMTPNotSupportedError:
-                    raise TransportError(f"SMTP server {self.where} does not offer AUTH; unset "
-                                         "MENTOR_MAILER_SMTP_USERNAME or use another server") from None
+                login(conn, where=self.where, username=self.username, password=self._password or "")
         except BaseException:
             _close(conn)
             raise
@@ -157,32 +170,65 @@ class SmtpTransport:
         self._last_send = self._monotonic()
 
     def send(self, out: Outgoing, before_body: Callable[[], None] | None = None) -> Delivery:
-        """Deliver to every recipient in `out`, retrying transient trouble up to max_attempts."""
+        """Deliver to every recipient in `out`, retrying transient trouble up to max_attempts and
+        within MENTOR_MAILER_SMTP_MESSAGE_TIMEOUT."""
+        try:
+            delivery = self._send(out, before_body)
+        except TransportError as exc:
+            raise TransportError(self._scrub(str(exc)), deferred=exc.deferred) from None
+        except BaseException:
+            self._drop()  # interrupted mid-command (a second signal): never QUIT on a session out of step
+            raise
+        return dataclasses.replace(
+            delivery, detail=self._scrub(delivery.detail) if delivery.detail else None,
+            refused={r: self._scrub(reply) for r, reply in delivery.refused.items()})
+
+    def _send(self, out: Outgoing, before_body: Callable[[], None] | None) -> Delivery:
+        if self._refusing is not None:
+            raise TransportError(self._refusing, deferred=True)
+        deadline = self._monotonic() + self.message_timeout
         remaining = list(out.recipients)
         delivered: list[str] = []
         refused: dict[str, str] = {}
         last = "not attempted"
+        said: str | None = None  # the server's own words (a 421), kept when a later failure says less
         attempt = 0
         while remaining and attempt < self.max_attempts:
             attempt += 1
             if attempt > 1:
-                self._sleep(self.backoff * 2 ** (attempt - 2))
+                pause = self.backoff * 2 ** (attempt - 2)
+                if self._monotonic() + pause >= deadline:
+                    break
+                self._sleep(pause)
             self._pace()
             try:
+                if self._conn is not None and self._conn.out_of_step():
+                    self._drop()
                 if self._conn is None:
-                    self._conn = self._connect()
+                    self._conn = self._connect(deadline)
+                self._conn.message_deadline = deadline
                 outcome = self._transaction(self._conn, out.sender, remaining, out.data, before_body)
             except _Uncertain as exc:
                 self._drop()
-                return Delivery("uncertain", tuple(delivered), refused, self._scrub(str(exc)), attempt)
+                return Delivery("uncertain", tuple(delivered), refused, str(exc), attempt)
+            except _RefusesAll as exc:
+                self._drop()  # pipelined replies may be unread: the session is not to be used again
+                self._refusing = _refusing_all(self.where, str(exc))
+                if not delivered:
+                    raise TransportError(self._refusing, deferred=True) from None
+                return Delivery("deferred", tuple(delivered), refused, str(exc), attempt)
             except ssl.SSLError as exc:
                 self._drop()
                 raise TransportError(f"TLS with SMTP server {self.where} failed: {exc}") from None
             except (_Reconnect, *_CONNECTION_ERRORS) as exc:
                 self._drop()
-                last = self._scrub(_describe(exc))
+                last = _describe(exc)
+                if isinstance(exc, _Reconnect):
+                    said = last
+                if self._monotonic() >= deadline:
+                    break
                 if attempt == self.max_attempts and not delivered:
-                    raise TransportError(f"SMTP server {self.where} cannot be reached: {last}",
+                    raise TransportError(f"SMTP server {self.where} cannot be reached: {_with(said, last)}",
                                          deferred=True) from None
                 continue
             delivered += outcome.delivered
@@ -190,13 +236,21 @@ class SmtpTransport:
             remaining = list(outcome.transient)
             if outcome.transient:
                 last = next(iter(outcome.transient.values()))
+            if outcome.drop:
+                self._drop()
+        if remaining and self._monotonic() >= deadline:
+            last = (f"abandoned after {self.message_timeout:g} s (MENTOR_MAILER_SMTP_MESSAGE_TIMEOUT) before "
+                    f"the body went out: {_with(said, last)}")
+            self._mail_refusals += 1
+            if self._mail_refusals >= REFUSALS_TO_STOP:
+                self._refusing = _refusing_all(self.where, last)  # this one is deferred; the next stops the run
         if remaining:
-            return Delivery("deferred", tuple(delivered), refused, last, attempt)
+            return Delivery("deferred", tuple(delivered), refused, _with(said, last), attempt)
         if delivered:
             return Delivery("sent", tuple(delivered), refused, None, attempt)
         return Delivery("failed", (), refused, "; ".join(sorted(set(refused.values()))), attempt)
 
-    def _transaction(self, conn: smtplib.SMTP, sender: str, rcpts: list[str], data: bytes,
+    def _transaction(self, conn: Session, sender: str, rcpts: list[str], data: bytes,
                      before_body: Callable[[], None] | None) -> _Outcome:
         """One SMTP transaction. With PIPELINING (RFC 2920) the envelope and DATA go in one write and
         their replies are read in order; otherwise command by command. Commands are written here, not
@@ -212,21 +266,25 @@ class SmtpTransport:
             if mail[0] == 250:
                 rcpt_replies = [conn.docmd(c) for c in commands[1:]]
         if mail[0] != 250:
-            self._abandon_data(conn, data_reply)
+            self._count_refusal(mail)
+            self._abandon_data(conn, data_reply, out)
             return self._whole(conn, mail[0], mail[1], rcpts, out)
+        self._mail_refusals = 0
         accepted = []
         for rcpt, (code, msg) in zip(rcpts, rcpt_replies, strict=True):
             if code in (250, 251):
                 accepted.append(rcpt)
             elif code == 421:
                 raise _Reconnect(_reply(code, msg))
-            elif 400 <= code < 500:
-                out.transient[rcpt] = _reply(code, msg)
-            else:
+            elif 500 <= code < 600:
                 out.refused[rcpt] = _reply(code, msg)
+            else:  # 4xx, or a reply SMTP does not define: not the server's last word
+                out.transient[rcpt] = _reply(code, msg)
+                out.drop = out.drop or not 400 <= code < 500
         if not accepted:
-            self._abandon_data(conn, data_reply)
-            _rset(conn)
+            self._abandon_data(conn, data_reply, out)
+            if not out.drop:
+                _rset(conn, out)
             return out
         code, msg = data_reply if data_reply[0] else conn.docmd("DATA")
         if code != 354:
@@ -240,29 +298,46 @@ class SmtpTransport:
         try:
             code, msg = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise _Uncertain(f"connection lost after the message body, before the server's reply ({exc})") from None
-        if code == 250:
+            raise _Uncertain(f"no reply after the message body ({exc}); the server may have it") from None
+        if 200 <= code < 300:
             out.delivered = accepted
+            out.drop = conn.out_of_step()  # a stray extra reply must not answer the next MAIL
             return out
+        if not 400 <= code < 600:
+            raise _Uncertain(f"unexpected reply after the message body: {_reply(code, msg)}; the server may have it")
         return self._whole(conn, code, msg, accepted, out)
 
+    def _count_refusal(self, mail: tuple[int, bytes]) -> None:
+        if 400 <= mail[0] < 500:
+            self._mail_refusals += 1
+            if self._mail_refusals >= REFUSALS_TO_STOP:
+                raise _RefusesAll(_reply(*mail))
+
     @staticmethod
-    def _abandon_data(conn: smtplib.SMTP, data_reply: tuple[int, bytes]) -> None:
+    def _abandon_data(conn: Session, data_reply: tuple[int, bytes], out: _Outcome) -> None:
         """A pipelined DATA the server accepted although no recipient was: send an empty message's end
         (RFC 2920 section 3.1) so the session is back in step; the server rejects it for want of recipients."""
         if data_reply[0] == 354:
             conn.send(b".\r\n")
-            conn.getreply()
+            code, _ = conn.getreply()
+            out.drop = out.drop or 200 <= code < 300  # it took an empty message: better not trust the session
 
-    def _whole(self, conn: smtplib.SMTP, code: int, msg: bytes, rcpts: list[str], out: _Outcome) -> _Outcome:
-        """A reply that concerns the whole message (MAIL, DATA, or after the body)."""
+    def _whole(self, conn: Session, code: int, msg: bytes, rcpts: list[str], out: _Outcome) -> _Outcome:
+        """A reply that concerns the whole message (MAIL, DATA, or a 4xx/5xx after the body)."""
         reply = _reply(code, msg)
         if code == 421:
             raise _Reconnect(reply)
-        target = out.transient if 400 <= code < 500 else out.refused
+        if 500 <= code < 600:
+            target = out.refused
+        else:
+            target = out.transient
+            if not 400 <= code < 500:  # a reply SMTP does not define here: the session is out of step
+                out.drop = True
+                reply = f"unexpected reply {reply!r}"
         for rcpt in rcpts:
             target[rcpt] = reply
-        _rset(conn)
+        if not out.drop:
+            _rset(conn, out)
         return out
 
     def _drop(self) -> None:
@@ -273,6 +348,7 @@ class SmtpTransport:
     def close(self) -> None:
         if self._conn is not None:
             try:
+                self._conn.message_deadline = self._monotonic() + self.timeout
                 self._conn.quit()
             except (*_CONNECTION_ERRORS, smtplib.SMTPException):
                 pass
@@ -281,11 +357,13 @@ class SmtpTransport:
                 self._conn = None
 
 
-def _rset(conn: smtplib.SMTP) -> None:
+def _rset(conn: Session, out: _Outcome) -> None:
     try:
-        conn.rset()
+        code, _ = conn.rset()
     except (smtplib.SMTPException, OSError):
-        raise _Reconnect("connection lost during RSET") from None
+        out.drop = True
+        return
+    out.drop = out.drop or code != 250
 
 
 def _close(conn: smtplib.SMTP) -> None:
@@ -293,9 +371,20 @@ def _close(conn: smtplib.SMTP) -> None:
         conn.close()
 
 
+def _refusing_all(where: str, reason: str) -> str:
+    return (f"SMTP server {where} took none of the last {REFUSALS_TO_STOP} messages ({reason}); "
+            "the rest stays due and the next run tries again")
+
+
+def _with(said: str | None, last: str) -> str:
+    return last if said is None or said in last else f"{said}; then {last}"
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPConnectError):
         return _reply(exc.smtp_code, exc.smtp_error)
+    if isinstance(exc, Late):
+        return str(exc)
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out waiting for the server"
     if isinstance(exc, ConnectionRefusedError):

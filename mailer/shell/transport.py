@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import secrets
+import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,11 +67,16 @@ def maildir_name(key: str, due_at: datetime) -> str:
 
 
 class Outbox:
-    """A Maildir (tmp/, new/, cur/): each message is written to tmp/, fsynced, renamed into new/."""
+    """A Maildir (tmp/, new/, cur/): each message is written to a fresh file in tmp/, fsynced, renamed into new/.
+
+    The file in tmp/ is created O_CREAT|O_EXCL|O_NOFOLLOW under a name nobody can guess, so a link
+    planted in tmp/ is never written through; the rename into new/ replaces whatever is at the final
+    name without following it. Opening the outbox removes what earlier runs left in tmp/.
+    """
 
     channel = "outbox"  # a trial: nothing written here has reached anyone
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, now: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
         try:
             for sub in ("tmp", "new", "cur"):
@@ -75,23 +84,79 @@ class Outbox:
             os.chmod(self.root, 0o700)
         except OSError as exc:
             raise TransportError(f"outbox {self.root}: cannot create it: {exc.strerror}") from None
+        for sub in ("tmp", "new", "cur"):
+            if not stat.S_ISDIR(os.lstat(self.root / sub).st_mode):
+                raise TransportError(f"outbox {self.root}: {sub}/ is not a folder of its own (a symbolic link?); "
+                                     "remove it and run again")
+        self.removed = clean_tmp(self.root / "tmp", now=now())
 
     def send(self, out: Outgoing, before_body: Callable[[], None] | None = None) -> Delivery:
         # no before_body: the file name is fixed per key, so an interrupted write is simply redone
         name = maildir_name(out.key, out.due_at)
-        data = out.data
-        tmp, final = self.root / "tmp" / name, self.root / "new" / name
+        tmp = self.root / "tmp" / f"{name}.{os.getpid()}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+        final = self.root / "new" / name
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise TransportError(f"outbox {self.root}: cannot write {name}: {exc.strerror}", deferred=True) from None
+        try:
             with os.fdopen(fd, "wb") as f:
                 # Maildir files use the local line ending; the SMTP form (CRLF) is for the wire
-                f.write(data.replace(b"\r\n", b"\n"))
+                f.write(out.data.replace(b"\r\n", b"\n"))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a full disk must not leave half a message behind
             raise TransportError(f"outbox {self.root}: cannot write {name}: {exc.strerror}", deferred=True) from None
         return Delivery("sent", tuple(out.recipients), detail=f"new/{name}")
 
     def close(self) -> None:
         pass
+
+
+_TMP_SUFFIX = ".tmp"
+_OURS = re.compile(r"\.eml\.(\d+)\.[0-9a-f]{12}" + re.escape(_TMP_SUFFIX) + r"\Z")
+STALE_OURS = 24 * 3600  # a writer that is still alive but this old is not writing any more
+STALE_FOREIGN = 36 * 3600  # the Maildir convention for anybody's files in tmp/
+
+
+def clean_tmp(tmp: Path, *, now: float) -> list[str]:
+    """Remove what no writer owns any more from a Maildir's tmp/: our files whose process is gone
+    (or older than a day), anyone's older than 36 hours. A sending run holds the run lock, so no
+    other run is writing here; the process check also keeps a rehearsal's files alive. Links are
+    removed, never followed; folders are left alone."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        age = now - st.st_mtime
+        ours = _OURS.search(entry.name)
+        if (age > STALE_OURS or not _writing(int(ours.group(1)))) if ours else age > STALE_FOREIGN:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return removed
+
+
+def _writing(pid: int) -> bool:
+    """Can the process that made a tmp/ file still be writing it? Not this one: nothing of ours is
+    in flight while an outbox opens (a daemon's earlier runs ran in this same process)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
