@@ -36,6 +36,7 @@ from mailer.core.model import (
     month_day,
 )
 from mailer.errors import InputError, Problem, display_path
+from mailer.load.templates import step_template_problems
 
 # \Z, not $: "$" also matches before a final newline, and "welcome\n" must not pass for a key
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -59,7 +60,9 @@ PROGRAM_KEYS = frozenset({"program", "readings", "steps"})
 STEP_KEYS = frozenset({"key", "template", "to", "late", "description", "days_after_start", "month", "day",
                        "conference", "days_before"})
 COHORT_KEYS = frozenset({"name", "start", "end", "timezone", "send_hour", "coordinator", "evaluations",
-                         "conferences"})
+                         "conferences", "language"})
+# a BCP 47 language tag as mail clients and screen readers read <html lang>: "en", "fr-CA", "zh-Hant"
+LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 CONFERENCE_KEYS = frozenset({"key", "name", "city", "venue", "start", "end", "timezone", "status", "meetup"})
 MEETUP_KEYS = frozenset({"day", "time", "minutes", "place"})
 
@@ -233,9 +236,8 @@ def _parse_step(item: dict[str, Any], where: str, col: _Collector, templates: Pa
         col.add(f"{where}.template", f"expected a template name such as 'welcome', got {_kind(template)}")
         template = "?"
     else:
-        for ext in ("txt.j2", "html.j2"):
-            if not (templates / f"{template}.{ext}").is_file():
-                col.add(f"{where}.template", f"templates/email/{template}.{ext} does not exist")
+        for message in step_template_problems(templates, template):
+            col.add(f"{where}.template", message)
     to = item.get("to", "pair")
     if to not in get_args(Audience):
         col.add(f"{where}.to", f"expected 'pair' or 'each', got {_kind(to)}")
@@ -325,6 +327,10 @@ def _load_cohort(
     if not isinstance(send_hour, int) or isinstance(send_hour, bool) or not 0 <= send_hour <= 23:
         col.add("send_hour", f"expected an hour from 0 to 23, got {_kind(send_hour)}")
         send_hour = 9
+    language = doc.get("language", "en")
+    if not isinstance(language, str) or not LANGUAGE_RE.fullmatch(language):
+        col.add("language", f"expected a language tag such as 'en' or 'fr-CA', got {_kind(language)}")
+        language = "en"
     coord = doc.get("coordinator")
     coordinator = None
     if not isinstance(coord, dict):
@@ -367,7 +373,7 @@ def _load_cohort(
         return None
     return Cohort(id=folder.name, name=name, start=start, end=end, timezone=tz, send_hour=send_hour,
                   coordinator=coordinator, evaluations=evaluations, conferences=tuple(conferences),
-                  steps=tuple(steps), pairs=tuple(pairs), path=folder)
+                  steps=tuple(steps), pairs=tuple(pairs), path=folder, language=language)
 
 
 def _conference(item: dict[str, Any], where: str, col: _Collector,
