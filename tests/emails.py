@@ -110,3 +110,15 @@ def text_words(text: str) -> list[str]:
 
 def _words(text: str) -> list[str]:
     return [w.casefold().replace("’", "'") for w in _WORD.findall(_URL.sub(" ", text))]
+
+
+def markdown_program(root: Path) -> Path:
+    """A copy of the sample program whose every step is one Markdown file (tests/data/markdown_steps)."""
+    copy_sample(root)
+    templates = root / "templates" / "email"
+    for path in templates.iterdir():
+        if not path.name.startswith("base."):
+            path.unlink()
+    for path in (REPO / "tests" / "data" / "markdown_steps").glob("*.md.j2"):
+        shutil.copy(path, templates / path.name)
+    return root
