@@ -14,7 +14,7 @@ from mailer.core.render import Renderer, template_kind
 from mailer.errors import InputError
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for, step_template_problems
-from tests.emails import cli, copy_sample, html_words, markdown_program, rehearse, text_words
+from tests.emails import REPO, cli, copy_sample, html_words, markdown_program, rehearse, text_words
 
 NASTY = ["*Smith*", "[x](javascript:alert(1))", "<img src=x onerror=alert(1)>", "_a_ `b` **c** ~d~",
          "&amp; &lt;b&gt; \\*", "# Heading", "1. not a list", "- nor this", "<https://evil.example/>",
@@ -211,3 +211,22 @@ def test_names_that_look_like_markup_are_literal_in_every_step(tmp_path: Path, k
         assert text_words(mail.text) == html_words(mail.html), mail.path.name
     cohort = next(c for c in load_program(program).cohorts if c.id == "2019-2020")
     assert steps >= {s.key for s in cohort.steps}  # every step of the year reached p01
+
+
+def test_the_readme_example_step_works_as_written(program_dir: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("#### A step in one Markdown file", 1)[1]
+    example = re.search(r"```markdown\n(.*?)```", section, re.S)
+    assert example, "the README's Markdown step example is gone"
+    (program_dir / "templates/email/reading_for_two.md.j2").write_text(example.group(1), encoding="utf-8")
+    with (program_dir / "cohorts/program.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[[steps]]\nkey = "reading-for-two"\ntemplate = "reading_for_two"\nto = "pair"\n'
+                "month = 5\nday = 15\n")
+    assert cli(program_dir, "check").returncode == 0
+    text = cli(program_dir, "preview", "--pair", "p02", "--step", "reading-for-two").stdout
+    assert text.startswith("Subject: Your mentoring month: a reading for two\n")
+    assert "This month, pick one article each and swap them before you meet. Then\nfill in the mid-year " \
+           "evaluation\n<https://example.org/mentoring/2019-2020/midyear>.\n" in text
+    assert "- what surprised you;\n- one idea Zoë could try at work." in text
+    page = cli(program_dir, "preview", "--pair", "p02", "--step", "reading-for-two", "--format", "html").stdout
+    assert "<strong>one article</strong>" in page and "<li>one idea Zoë could try at work.</li>" in page
