@@ -14,6 +14,8 @@ from tests.emails import REPO, copy_sample, markdown_program, rehearse
 
 SCORER = REPO / "tests" / "data" / "spamscore.pl"
 GTUBE = REPO / "tests" / "data" / "gtube.eml"
+# the sample's words in the text part, other words in the HTML part: what the year's emails must never be
+ALT_DIFF = REPO / "tests" / "data" / "mpart_alt_diff.eml"
 INSTALL = ("SpamAssassin is missing: install it with "
            "`apt-get update -qq && apt-get install -y -qq --no-install-recommends spamassassin`")
 HAM_BELOW = 2.0  # SpamAssassin calls 5.0 spam; the year's emails stay far from it
@@ -48,15 +50,18 @@ def test_every_email_of_the_year_scores_as_ham_and_gtube_as_spam(tmp_path: Path)
     md = list({m.message["X-Mentor-Mailer-Key"].split("/", 2)[2]: m for m in
                rehearse(markdown_program(tmp_path / "markdown"), tmp_path / "markdown-outbox")}.values())
     mails = {m.path: m for m in [*sample, *md]}
-    header, scores = score([GTUBE, *mails], tmp_path / "sa-state")
+    header, scores = score([GTUBE, ALT_DIFF, *mails], tmp_path / "sa-state")
     gtube, gtube_rules = scores.pop(GTUBE)
+    alt_diff, alt_diff_rules = scores.pop(ALT_DIFF)
     fired: Counter[str] = Counter(r for _, rules in scores.values() for r in rules)
     worst = max(scores, key=lambda p: scores[p][0])
-    print(f"\n{header}\nGTUBE: {gtube:.1f} ({', '.join(gtube_rules)})")
+    print(f"\n{header}\nGTUBE: {gtube:.1f} ({', '.join(gtube_rules)}); parts that disagree: {alt_diff:.1f} "
+          f"({', '.join(alt_diff_rules)})")
     print(f"{len(scores)} messages ({len(sample)} sample, {len(md)} all-Markdown): highest score "
           f"{scores[worst][0]:.1f} ({worst.name}); rules that fired: "
           + ", ".join(f"{rule} ×{n}" for rule, n in sorted(fired.items())))
     assert gtube > SPAM_ABOVE and "GTUBE" in gtube_rules  # the rule set loaded and scores spam as spam
+    assert "MPART_ALT_DIFF" in alt_diff_rules and alt_diff >= HAM_BELOW  # disagreeing parts alone would fail
     high = {p.name: s for p, s in scores.items() if s[0] >= HAM_BELOW}
     assert not high, f"scored {HAM_BELOW} or more: {high}"
     assert "MPART_ALT_DIFF" not in fired and "MPART_ALT_DIFF_COUNT" not in fired
