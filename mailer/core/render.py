@@ -67,6 +67,7 @@ class Renderer:
         self._kinds: dict[str, Kind] = {}
 
     def kind(self, template: str) -> Kind:
+        """Whether the step `template` is a Markdown file or a pair; asked of the loader once per template."""
         if template not in self._kinds:
             names = {f"{template}.{ext}.j2" for ext in ("txt", "html", "md")}
             self._kinds[template] = template_kind({n for n in names if self._exists(n)}, template)
