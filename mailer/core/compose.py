@@ -59,7 +59,7 @@ def context(program: Program, occ: Occurrence) -> dict[str, Any]:
     return {
         "program": {"name": program.name},
         "cohort": {
-            "id": cohort.id, "name": cohort.name,
+            "id": cohort.id, "name": cohort.name, "language": cohort.language,
             "start": fmt_date(cohort.start), "end": fmt_date(cohort.end),
             "coordinator": {"name": cohort.coordinator.name, "email": cohort.coordinator.email},
             "evaluations": dict(cohort.evaluations),

@@ -138,6 +138,7 @@ class Cohort:
     steps: tuple[Step, ...]
     pairs: tuple[Pair, ...]
     path: Path
+    language: str = "en"  # BCP 47 tag of the emails' language: <html lang>, for screen readers
 
     def send_time(self, day: date, people: tuple[Person, ...] = ()) -> datetime:
         """When a step due on `day` goes out: the cohort's send hour, in its time zone; or, for people

@@ -1,19 +1,36 @@
-"""Renders a step's templates for one message: subject, text and HTML, from a given template loader."""
+"""Renders a step's templates for one message: subject, text and HTML, from a given template loader.
+
+A step is either a pair of templates, `T.txt.j2` (with a `subject` block) and `T.html.j2`, or one Markdown
+template `T.md.j2` (a `subject` block, then the body in Markdown) from which both parts are made, inside the
+layouts `base.txt.j2` and `base.html.j2`. The pair wins when present.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    select_autoescape,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mailer.core import markdown
 from mailer.core.mime import header_safe
 from mailer.errors import InputError, Problem
 
 MAX_SUBJECT = 200
 MAX_BODY = 256 * 1024  # a template that renders more than this is a loop gone wrong, not an email
+
+Kind = Literal["pair", "markdown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,42 +40,85 @@ class Rendered:
     html: str
 
 
+def template_kind(exists: set[str], template: str) -> Kind:
+    """Which kind of step `template` is, given the template file names that exist: the pair wins."""
+    if f"{template}.md.j2" in exists and not {f"{template}.txt.j2", f"{template}.html.j2"} & exists:
+        return "markdown"
+    return "pair"
+
+
 class Renderer:
-    """The Jinja2 environment over a template loader (load.templates gives the folder's): sandboxed, strict,
-    HTML autoescaped."""
+    """The Jinja2 environments over a template loader (load.templates gives the folder's): sandboxed, strict,
+    HTML autoescaped; for Markdown templates, every `{{ }}` value is escaped as Markdown."""
 
     def __init__(self, loader: BaseLoader) -> None:
+        options: dict[str, Any] = {"loader": loader, "undefined": StrictUndefined, "trim_blocks": True,
+                                   "lstrip_blocks": True, "keep_trailing_newline": True}
         self.env = ImmutableSandboxedEnvironment(
-            loader=loader,
-            undefined=StrictUndefined,
-            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False), **options)
+        # values are data, not markup: `*Smith*` stays literal; the HTML escaping follows in the layout's
+        # renderer, which sees only markdown-it's output
+        self.md_env = ImmutableSandboxedEnvironment(autoescape=False, finalize=markdown.escape, **options)
+        self._md_body = self.md_env.from_string("{% extends md_template %}{% block subject %}{% endblock %}")
+        # the body goes into the layout as markdown-it made it (escaped there); the layout's own values are
+        # autoescaped as always, since autoescape follows the template that holds the expression
+        self._in_layout = {ext: self.env.from_string(f'{{% extends "base.{ext}.j2" %}}{{% block body %}}'
+                                                     "{{ md_body }}{% endblock %}") for ext in ("txt", "html")}
+        self._kinds: dict[str, Kind] = {}
+
+    def kind(self, template: str) -> Kind:
+        """Whether the step `template` is a Markdown file or a pair; asked of the loader once per template."""
+        if template not in self._kinds:
+            names = {f"{template}.{ext}.j2" for ext in ("txt", "html", "md")}
+            self._kinds[template] = template_kind({n for n in names if self._exists(n)}, template)
+        return self._kinds[template]
+
+    def _exists(self, name: str) -> bool:
+        assert self.env.loader is not None
+        try:
+            self.env.loader.get_source(self.env, name)
+        except TemplateNotFound:
+            return False
+        return True
 
     def render(self, context: dict[str, Any], template: str) -> Rendered:
-        """Subject and text from T.txt.j2 (its `subject` block), HTML from T.html.j2."""
-        name = f"{template}.txt.j2"
+        """Subject, text and HTML: from T.txt.j2 (its `subject` block) and T.html.j2, or from T.md.j2.
+        The layouts see the rendered subject as `subject`, for the HTML title and the one heading."""
+        markdown_step = self.kind(template) == "markdown"
+        name = f"{template}.md.j2" if markdown_step else f"{template}.txt.j2"
         try:
-            text_t = self.env.get_template(name)
-            if "subject" not in text_t.blocks:
-                raise InputError([Problem(f"templates/email/{name}", None, "subject",
-                                          "block is missing: define {% block subject %}...{% endblock %}")])
-            subject = "".join(text_t.blocks["subject"](text_t.new_context(context)))
-            text = text_t.render(context)
-            name = f"{template}.html.j2"
-            html = self.env.get_template(name).render(context)
+            first = self.env.get_template(name)
+            subject = header_safe(_subject(first, context, name))
+            if not subject:
+                raise InputError([Problem(f"templates/email/{name}", None, "subject", "renders empty")])
+            context = {**context, "subject": subject[:MAX_SUBJECT]}
+            if markdown_step:
+                body = self._md_body.render({**context, "md_template": name})
+                _check_size(body, name)
+                text = self._in_layout["txt"].render({**context, "md_body": markdown.to_text(body)})
+                html = self._in_layout["html"].render({**context, "md_body": markdown.to_html(body)})
+            else:
+                text = first.render(context)
+                name = f"{template}.html.j2"
+                html = self.env.get_template(name).render(context)
         except TemplateError as exc:
             raise InputError([template_problem(exc, name)]) from None
-        subject = header_safe(subject)
-        if not subject:
-            raise InputError([Problem(f"templates/email/{template}.txt.j2", None, "subject", "renders empty")])
-        for part, body in (("text", text), ("html", html)):
-            if len(body) > MAX_BODY:
-                raise InputError([Problem(f"templates/email/{template}.{'txt' if part == 'text' else 'html'}.j2",
-                                          None, None, f"renders {len(body)} characters; at most {MAX_BODY}")])
-        return Rendered(subject[:MAX_SUBJECT], _tidy(text), html)
+        _check_size(text, name if markdown_step else f"{template}.txt.j2")
+        _check_size(html, name)
+        return Rendered(context["subject"], _tidy(text), html)
+
+
+def _subject(template: Template, context: dict[str, Any], name: str) -> str:
+    if "subject" not in template.blocks:
+        raise InputError([Problem(f"templates/email/{name}", None, "subject",
+                                  "block is missing: define {% block subject %}...{% endblock %}")])
+    return "".join(template.blocks["subject"](template.new_context(context)))
+
+
+def _check_size(body: str, name: str) -> None:
+    if len(body) > MAX_BODY:
+        raise InputError([Problem(f"templates/email/{name}", None, None,
+                                  f"renders {len(body)} characters; at most {MAX_BODY}")])
 
 
 def template_problem(exc: Exception, name: str) -> Problem:

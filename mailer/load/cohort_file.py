@@ -16,7 +16,9 @@ from mailer.load.program_file import table_list
 from mailer.load.roster import load_roster
 
 COHORT_KEYS = frozenset({"name", "start", "end", "timezone", "send_hour", "coordinator", "evaluations",
-                         "conferences"})
+                         "conferences", "language"})
+# a BCP 47 language tag as mail clients and screen readers read <html lang>: "en", "fr-CA", "zh-Hant"
+LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 CONFERENCE_KEYS = frozenset({"key", "name", "city", "venue", "start", "end", "timezone", "status", "meetup"})
 MEETUP_KEYS = frozenset({"day", "time", "minutes", "place"})
 
@@ -47,6 +49,10 @@ def load_cohort(
     if not isinstance(send_hour, int) or isinstance(send_hour, bool) or not 0 <= send_hour <= 23:
         col.add("send_hour", f"expected an hour from 0 to 23, got {kind(send_hour)}")
         send_hour = 9
+    language = doc.get("language", "en")
+    if not isinstance(language, str) or not LANGUAGE_RE.fullmatch(language):
+        col.add("language", f"expected a language tag such as 'en' or 'fr-CA', got {kind(language)}")
+        language = "en"
     coord = doc.get("coordinator")
     coordinator = None
     if not isinstance(coord, dict):
@@ -92,7 +98,7 @@ def load_cohort(
         return None
     return Cohort(id=folder.name, name=name, start=start, end=end, timezone=tz, send_hour=send_hour,
                   coordinator=coordinator, evaluations=evaluations, conferences=tuple(conferences),
-                  steps=tuple(steps), pairs=tuple(pairs), path=folder)
+                  steps=tuple(steps), pairs=tuple(pairs), path=folder, language=language)
 
 
 def _conference(item: dict[str, Any], where: str, col: Collector,

@@ -9,6 +9,7 @@ from typing import Any, cast, get_args
 from mailer.core.model import Audience, LatePolicy, StepDef
 from mailer.errors import Problem
 from mailer.load.fields import STEP_KEY_RE, Collector, clean_text, kind
+from mailer.load.templates import step_template_problems
 
 # The keys each table may hold; any other is reported as a warning (a typo like `sendhour` would
 # otherwise be dropped without a word, and the default used instead).
@@ -84,9 +85,8 @@ def _parse_step(item: dict[str, Any], where: str, col: Collector, templates: Pat
                                      f"at most 64), got {kind(template)}")
         template = "?"
     else:
-        for ext in ("txt.j2", "html.j2"):
-            if not (templates / f"{template}.{ext}").is_file():
-                col.add(f"{where}.template", f"templates/email/{template}.{ext} does not exist")
+        for message in step_template_problems(templates, template):
+            col.add(f"{where}.template", message)
     to = item.get("to", "pair")
     if to not in get_args(Audience):
         col.add(f"{where}.to", f"expected 'pair' or 'each', got {kind(to)}")
