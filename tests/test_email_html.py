@@ -95,7 +95,7 @@ def test_the_cohort_language_is_the_documents_language(program_dir: Path) -> Non
     cohort.write_text(cohort.read_text(encoding="utf-8").replace('"fr-CA"', '"French"'), encoding="utf-8")
     broken = load_program(program_dir).broken  # that cohort is held back, with the problem named
     assert [b.id for b in broken] == ["2019-2020"]
-    assert ("2019-2020/cohort.toml: language expected a language tag such as 'en' or 'fr-CA', got 'French'"
+    assert ("cohorts/2019-2020/cohort.toml: language expected a language tag such as 'en' or 'fr-CA', got 'French'"
             in [str(p) for p in broken[0].problems])
 
 
