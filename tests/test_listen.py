@@ -43,7 +43,7 @@ def view() -> SentView:
                      UID2: SentInvitation(UID2, C, "p02", "vis-2026", ("cy@example.com", "dee@example.com"), 2)},
         pairs={(C, "p01"): {"mentor": "ann@example.org", "mentee": "bo@example.net"},
                (C, "p02"): {"mentor": "cy@example.com", "mentee": "dee@example.com"}},
-        coordinator="mentoring@mentors.example.org",
+        coordinators=frozenset({"mentoring@mentors.example.org"}),
     )
 
 

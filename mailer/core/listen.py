@@ -62,7 +62,7 @@ class SentView:
     pairs: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
     soft_bounces: Mapping[str, int] = field(default_factory=dict)
     recent: Mapping[str, SentMessage] = field(default_factory=dict)
-    coordinator: str | None = None  # the coordinator's own address: their mail is never a pair's contact
+    coordinators: frozenset[str] = frozenset()  # the coordinators' own addresses: their mail is never contact
 
     def pairs_of(self, address: str | None) -> list[tuple[str, str, str]]:
         """(cohort, pair, role) for every active pair this address takes part in."""
@@ -253,7 +253,7 @@ def is_stop(first_line: str) -> bool:
 
 def _human(inbound: Inbound, view: SentView) -> tuple[Effect, ...]:
     sender = inbound.from_address
-    if sender is not None and sender == view.coordinator:
+    if sender is not None and sender in view.coordinators:
         return (Unmatched("the coordinator's own mail"),)
     if inbound.token is not None:
         meaning = tokens.parse(view.secret, inbound.token)
