@@ -4,7 +4,8 @@ Load it with ``pytest_plugins = ["tests.imapd"]``. Fixtures:
 
 - ``imapd`` (session): one Dovecot, with a STARTTLS port and an implicit-TLS port, a certificate
   from a test CA (``imapd.ca_file``) for "localhost" and "127.0.0.1"; any user name logs in with
-  ``IMAP_PASSWORD``, and each name has its own empty Maildir, so tests never share mail;
+  ``IMAP_PASSWORD`` (PLAIN, LOGIN) or with ``imapd.oauth2_token(user)`` (XOAUTH2, OAUTHBEARER: a
+  JWT Dovecot checks locally), and each name has its own empty Maildir, so tests never share mail;
 - ``imapd_private``: a Dovecot of one test's own, for failed logins (see its docstring);
 - ``imap_user``: a fresh user name for one test.
 
@@ -18,9 +19,13 @@ PYTEST_DONT_REWRITE: its asserts are internal checks.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
+import hashlib
+import hmac
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -38,7 +43,7 @@ import pytest
 import trustme
 from imapclient import IMAPClient
 
-__all__ = ["IMAP_HOST", "IMAP_PASSWORD", "Imapd", "imap_user", "imapd", "imapd_private", "serve"]
+__all__ = ["IMAP_HOST", "IMAP_PASSWORD", "OAUTH2_KEY", "Imapd", "imap_user", "imapd", "imapd_private", "serve"]
 
 IMAP_HOST = "127.0.0.1"
 IMAP_PASSWORD = "imap-test-password-7f3c"  # distinctive, so tests can look for it in output; no spaces (passdb args)
@@ -79,7 +84,7 @@ ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
 default_login_user = {user}
 default_internal_user = {user}
@@ -88,7 +93,13 @@ first_valid_uid = 0
 first_valid_gid = 0
 mail_location = maildir:~/Maildir
 passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}
+passdb {{
   driver = static
+  mechanisms = plain login
   args = password={password}
 }}
 userdb {{
@@ -116,6 +127,18 @@ service stats {{
   }}
 }}
 """
+
+
+_OAUTH2 = """\
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix={root}/keys/
+username_attribute = sub
+"""
+OAUTH2_KEY = b"test-oauth2-signing-key-0123456789abcdef"  # HS256; Dovecot validates tokens locally with it
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 @dataclass
@@ -153,6 +176,14 @@ class Imapd:
                 client.append(folder, data, flags=flags)
         finally:
             client.logout()
+
+    def oauth2_token(self, user: str, *, key: bytes = OAUTH2_KEY, lifetime: int = 600) -> str:
+        """An access token (a JWT signed with HS256) this server accepts for `user` over XOAUTH2."""
+        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        now = int(time.time())
+        claims = _b64url(json.dumps({"sub": user, "iat": now, "nbf": now, "exp": now + lifetime}).encode())
+        signature = _b64url(hmac.new(key, f"{header}.{claims}".encode(), hashlib.sha256).digest())
+        return f"{header}.{claims}.{signature}"
 
     def log(self) -> str:
         try:
@@ -232,6 +263,10 @@ def serve() -> Iterator[Imapd]:
             extra.write_to_path(str(root / "cert.pem"), append=True)
         cert.private_key_pem.write_to_path(str(root / "key.pem"))
         ca.cert_pem.write_to_path(str(root / "ca.pem"))
+        (root / "oauth2.conf.ext").write_text(_OAUTH2.format(root=root), encoding="utf-8")
+        # looked up as <azp>/<alg>/<kid>, "default" for the missing ones; the key base64-encoded
+        (root / "keys" / "default" / "HS256").mkdir(parents=True)
+        (root / "keys" / "default" / "HS256" / "default").write_bytes(base64.b64encode(OAUTH2_KEY))
         server = _start(root, root / "ca.pem")
         yield server
     finally:

@@ -187,3 +187,29 @@ def test_oauth2_token_command(tmp_path: Path) -> None:
         oauth2_token(str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="alone on one line"):
         oauth2_token("echo two words")
+
+
+def token_command(tmp_path: Path, token: str) -> str:
+    script = tmp_path / "print-token"
+    script.write_text(f"#!/bin/sh\necho '{token}'\n", encoding="utf-8")
+    script.chmod(0o700)
+    return str(script)
+
+
+def test_xoauth2_login_with_the_token_commands_output(imapd: Imapd, imap_user: str, tmp_path: Path) -> None:
+    imapd.append(imap_user, [mail(1)])
+    command = token_command(tmp_path, imapd.oauth2_token(imap_user))
+    mailbox = open_mailbox(imap_settings(imapd, imap_user, password="not-used", oauth2_token_command=command))
+    try:
+        assert len(mailbox.refs()) == 1
+    finally:
+        mailbox.close()
+    assert f"user=<{imap_user}>, method=XOAUTH2" in imapd.log()
+
+
+def test_a_refused_token_is_named_without_the_token(imapd_private: Imapd, tmp_path: Path) -> None:
+    token = imapd_private.oauth2_token("coordinator", key=b"the wrong key")
+    with pytest.raises(MailboxError, match="refused the login for coordinator") as info:
+        open_mailbox(imap_settings(imapd_private, "coordinator",
+                                   oauth2_token_command=token_command(tmp_path, token)))
+    assert token not in str(info.value) and token.split(".")[2] not in str(info.value)

@@ -174,11 +174,16 @@ class ImapMailbox:
         self.where = f"{spec.host}:{spec.port}"
         self.processed = settings.inbox_processed
         self._password = settings.imap_password.get_secret_value() if settings.imap_password else None
+        self._token: str | None = None
         self._client = self._connect(settings)
         self.uidvalidity = self._select()
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        """No error that leaves here carries the password or the token, whatever a server echoes."""
+        for secret in (self._password, self._token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def _tls_context(self, ca_file: Path | None) -> ssl.SSLContext:
         ctx = ssl.create_default_context()  # verifies the certificate and the host name
@@ -210,7 +215,8 @@ class ImapMailbox:
                     raise MailboxError(f"IMAP server {self.where} does not offer STARTTLS; refusing to log in in "
                                        "plaintext (use imaps:// if it speaks TLS from the start)")
             if settings.oauth2_token_command:
-                client.oauth2_login(spec.user, oauth2_token(settings.oauth2_token_command))
+                self._token = oauth2_token(settings.oauth2_token_command)
+                client.oauth2_login(spec.user, self._token)
             elif self._password is None:
                 raise ConfigError(f"MENTOR_MAILER_IMAP_PASSWORD is not set for {spec.user} at {self.where} "
                                   "(or set MENTOR_MAILER_OAUTH2_TOKEN_COMMAND for XOAUTH2)")
