@@ -98,7 +98,7 @@ def assert_effects_once(settings: Settings) -> None:
                                                      ("zoe.ng@example.com", "hard-bounce")]
     assert [(r[1], r[5]) for r in rows["rsvps"]] == [("jose.munoz@example.org", "DECLINED")]
     assert [r[:5] for r in rows["contacts"]] == [("2019-2020", "p01", "welcome", "renee.cote@example.org",
-                                                  "2020-01-21T10:00:00-05:00")]
+                                                  "2020-01-21T15:00:00+00:00")]
     assert rows["contacts"][0][5] == 1  # the partner was addressed too
 
 
@@ -243,3 +243,26 @@ def test_the_inbox_command(settings: Settings, sent: Sent, tmp_path: Path, monke
 def test_the_inbox_command_names_a_missing_setting(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-C", str(settings.program_dir), "inbox"]) == 2
     assert "MENTOR_MAILER_INBOX is not set" in capsys.readouterr().err
+
+
+def soft_bounce(n: int, key: str) -> bytes:
+    return (f"From: MAILER-DAEMON@mx.example.org\r\nTo: mentoring@example.org\r\nSubject: Delayed Mail\r\n"
+            f"Message-ID: <s{n}@mx.example.org>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+            "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+            "Final-Recipient: rfc822; zoe.ng@example.com\r\nAction: delayed\r\nStatus: 4.2.2\r\n"
+            "Diagnostic-Code: smtp; 452 4.2.2 mailbox full\r\n\r\n"
+            f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nX-Mentor-Mailer-Key: {key}\r\n\r\n--b--\r\n").encode()
+
+
+def test_three_soft_bounces_in_a_row_suppress_and_warnings_about_one_message_count_once(
+        settings: Settings, sent: Sent, tmp_path: Path) -> None:
+    keys = ["2019-2020/p02/welcome", "2019-2020/p02/welcome", "2019-2020/p02/readings", "2019-2020/p02/resumes"]
+    box = maildir(tmp_path / "Maildir", [soft_bounce(n, k) for n, k in enumerate(keys)])
+    report = inbox.run(replace_settings(settings, inbox=f"maildir:{box}"), now=NOW)
+    lines = report.lines()
+    assert lines[:3] == ["recorded  temporary failure 1 of 3 for zoe.ng@example.com",
+                         "recorded  temporary failure 1 of 3 for zoe.ng@example.com",  # the same message again
+                         "recorded  temporary failure 2 of 3 for zoe.ng@example.com"]
+    assert lines[3].startswith("recorded  no more prompts to zoe.ng@example.com (soft-bounces: 4.2.2")
+    assert [r[:2] for r in effect_rows(settings)["suppressions"]] == [("zoe.ng@example.com", "soft-bounces")]

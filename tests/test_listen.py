@@ -84,12 +84,19 @@ def test_hard_bounce_suppresses_only_the_failed_partner(view: SentView) -> None:
 
 @pytest.mark.parametrize(("before", "expected"), [(0, SoftBounce), (1, SoftBounce), (2, Suppression)])
 def test_three_soft_bounces_in_a_row_count_as_permanent(view: SentView, before: int, expected: type) -> None:
-    (effect,) = decide("dsn-our-message-soft.eml", replace(view, soft_bounces={"cy@example.com": before}))
+    earlier = frozenset(f"2026-2027/p02/step{n}" for n in range(before))
+    (effect,) = decide("dsn-our-message-soft.eml", replace(view, soft_bounces={"cy@example.com": earlier}))
     assert isinstance(effect, expected) and effect.message_key == "2026-2027/p02/readings"
     if isinstance(effect, Suppression):
         assert effect.reason == "soft-bounces"
     else:
         assert effect.count == before + 1
+
+
+def test_another_report_about_the_same_message_counts_once(view: SentView) -> None:
+    already = replace(view, soft_bounces={"cy@example.com": frozenset({"2026-2027/p02/readings", "x"})})
+    (effect,) = decide("dsn-our-message-soft.eml", already)
+    assert isinstance(effect, SoftBounce) and effect.count == 2
 
 
 def test_plain_text_bounce_is_attributed_by_the_quoted_key(view: SentView) -> None:

@@ -119,7 +119,7 @@ def run(settings: Settings, *, now: datetime | None = None, dry_run: bool = Fals
                 if outcome in (inbox_store.ACTED, inbox_store.DUPLICATE):
                     to_move.append(ref)
                 if outcome == inbox_store.ACTED and any(isinstance(e, listen.SoftBounce) for e in effects):
-                    view = replace(view, soft_bounces=inbox_store.soft_bounce_counts(ledger))
+                    view = replace(view, soft_bounces=inbox_store.soft_bounces(ledger))
             if not dry_run and to_move:
                 box.move_processed(to_move)
                 inbox_store.mark_moved(ledger, to_move)

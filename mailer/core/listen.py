@@ -50,8 +50,9 @@ class SentInvitation:
 class SentView:
     """What the program sent and who takes part, as the ledger and the roster tell it; see the module docstring.
 
-    `pairs` holds active pairs only: (cohort, pair) -> role -> address (lower case). `soft_bounces`
-    counts each address's temporary failures since its last delivery, before this message.
+    `pairs` holds pairs not withdrawn: (cohort, pair) -> role -> address (lower case). `soft_bounces`
+    names, per address, the messages (ledger keys) that failed temporarily since its last sign of life;
+    several reports about one message count once.
     `recent` names, per address, the last message sent to it (for bounces that quote nothing of ours).
     """
 
@@ -60,7 +61,7 @@ class SentView:
     by_key: Mapping[str, SentMessage] = field(default_factory=dict)
     invitations: Mapping[str, SentInvitation] = field(default_factory=dict)
     pairs: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
-    soft_bounces: Mapping[str, int] = field(default_factory=dict)
+    soft_bounces: Mapping[str, frozenset[str]] = field(default_factory=dict)
     recent: Mapping[str, SentMessage] = field(default_factory=dict)
     coordinators: frozenset[str] = frozenset()  # the coordinators' own addresses: their mail is never contact
 
@@ -229,7 +230,8 @@ def _bounce(inbound: Inbound, view: SentView) -> tuple[Effect, ...]:
         if failure.permanent:
             out.append(Suppression(failure.address, "hard-bounce", words, key))
             continue
-        count = view.soft_bounces.get(failure.address, 0) + 1
+        counted = view.soft_bounces.get(failure.address, frozenset())
+        count = len(counted | {key or f"report:{inbound.message_id}"})
         if count >= SOFT_BOUNCES_LIMIT:
             out.append(Suppression(failure.address, "soft-bounces", words, key))
         else:

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from mailer.core import listen
@@ -51,9 +51,10 @@ class SuppressedAddress:
 
 
 def _iso(dt: datetime) -> str:
+    """In UTC: the senders' clocks come with every offset, and the ledger compares these as text."""
     if dt.tzinfo is None:
         raise ValueError("ledger times must be aware")
-    return dt.isoformat(timespec="seconds")
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def content_hash(data: bytes) -> str:
@@ -129,18 +130,21 @@ def mark_moved(ledger: Ledger, refs: Iterable[MessageRef]) -> None:
                          [(r.mailbox, r.uidvalidity, r.uid) for r in refs])
 
 
-def soft_bounce_counts(ledger: Ledger) -> dict[str, int]:
-    """Temporary failures per address since its last sign of life (a reply, an RSVP, a check-in); several
-    reports about one message (a server's "still trying" warnings) count once."""
+def soft_bounces(ledger: Ledger) -> dict[str, frozenset[str]]:
+    """Per address, the messages that failed temporarily since its last sign of life (a reply, an RSVP,
+    a check-in): what `listen.decide` counts towards the limit."""
+    # inbound ids grow in the order messages were processed: one clock, no ties within a second
     rows = ledger.conn.execute(
-        """SELECT s.address, COUNT(DISTINCT COALESCE(s.message_key, 'inbound:' || s.inbound_id)) AS n
-           FROM soft_bounces s
-           WHERE s.at > COALESCE((SELECT MAX(x.at) FROM (
-                     SELECT at FROM contacts WHERE address = s.address
-                     UNION ALL SELECT at FROM rsvps WHERE address = s.address
-                     UNION ALL SELECT at FROM checkins WHERE address = s.address) x), '')
-           GROUP BY s.address""")
-    return {r["address"]: r["n"] for r in rows}
+        """SELECT s.address, COALESCE(s.message_key, 'report:' || i.message_id) AS what
+           FROM soft_bounces s JOIN inbound i ON i.id = s.inbound_id
+           WHERE s.inbound_id > COALESCE((SELECT MAX(x.inbound_id) FROM (
+                     SELECT inbound_id FROM contacts WHERE address = s.address
+                     UNION ALL SELECT inbound_id FROM rsvps WHERE address = s.address
+                     UNION ALL SELECT inbound_id FROM checkins WHERE address = s.address) x), 0)""")
+    found: dict[str, set[str]] = {}
+    for r in rows:
+        found.setdefault(r["address"], set()).add(r["what"])
+    return {address: frozenset(keys) for address, keys in found.items()}
 
 
 def suppressions(ledger: Ledger) -> list[SuppressedAddress]:
@@ -185,5 +189,5 @@ def sent_view(ledger: Ledger, program: Program) -> SentView:
                                                                                  p.email.lower()})
         invitations[inv.uid] = SentInvitation(inv.uid, inv.cohort, inv.pair, inv.conference, attendees, inv.sequence)
     return SentView(secret=ledger.secret, by_message_id=by_message_id, by_key=by_key, invitations=invitations,
-                    pairs=pairs, soft_bounces=soft_bounce_counts(ledger), recent=recent,
+                    pairs=pairs, soft_bounces=soft_bounces(ledger), recent=recent,
                     coordinators=frozenset(coordinators))
