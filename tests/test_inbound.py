@@ -7,8 +7,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mailer.core import tokens
+from mailer.core import listen, tokens
 from mailer.core.inbound import KINDS, Inbound
 from mailer.load.inbound import recognise
 
@@ -111,3 +113,26 @@ def test_every_truncation_is_recognised_without_raising(name: str) -> None:
     data = (CORPUS / name).read_bytes()
     for cut in range(0, len(data), max(1, len(data) // 40)):
         assert recognise(data[:cut]).kind in KINDS
+
+
+_SAMPLES = sorted(EXPECTED)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_SAMPLES), st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=8)), max_size=6))
+def test_corrupted_corpus_files_never_raise(name: str, edits: list[tuple[int, bytes]]) -> None:
+    """Bytes spliced into real messages at random places: a kind always comes back, never an exception."""
+    data = bytearray((CORPUS / name).read_bytes())
+    for where, junk in edits:
+        at = where % (len(data) + 1)
+        data[at:at + len(junk)] = junk
+    got = recognise(bytes(data))
+    assert got.kind in KINDS
+    decided = listen.decide(got, listen.SentView(secret=b"s"))
+    assert decided and all(isinstance(e, listen.Unmatched) for e in decided)  # an empty view matches nothing
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    assert recognise(data).kind in KINDS
