@@ -160,8 +160,11 @@ def _strong(msg: Message) -> bool:
         _mime.header(msg, "Return-Path").strip() == "<>" and bool(_BOUNCE_SUBJECT.search(_mime.header(msg, "Subject"))))
 
 
-_CUT_RE = re.compile(r"original message|unsent message|below this line|copy of (the|your) (original )?message|"
-                     r"returned message|message headers|headers of the original|^\s*received:\s", re.IGNORECASE)
+# where a bounce's own words end and the returned message begins; anchored at the line's start, since
+# the words themselves say "the attached returned message" and the like
+_CUT_RE = re.compile(r"^[\s>*=_-]*(original message|unsent message|below this line|(this is )?a copy of (the|your) "
+                     r"(original )?message|returned message|message headers follow|headers of the original|"
+                     r"received:\s)", re.IGNORECASE)
 _TEXT_ADDRESS_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _FAILURE_WORDS_RE = re.compile(r"unknown|not found|does not exist|no such|rejected|refused|denied|failed|"
                                r"quota|full|disabled|inactive|invalid|unavailable|undeliverable|"
@@ -171,12 +174,16 @@ _TEMPORARY_WORDS_RE = re.compile(r"deferred|delayed|will (be )?retr|still trying
 
 
 def _from_text(msg: Message) -> list[Failure]:
-    """A last look at a plain-text bounce flufl.bounce does not know: an address on a line that (with
-    the next three) gives an SMTP code or a failure word, above the returned copy of the message."""
+    """A last look at a plain-text bounce flufl.bounce does not know: an address on a line that, with the
+    next three (or, for a failure word, the two before), gives an SMTP code or a failure word, above the
+    returned copy of the message."""
     own = {a for _, a in _mime.addresses(msg, "From", "To", "Return-Path")}
     found: dict[str, Failure] = {}
     for part in _mime.walk(msg):
-        if _mime.content_type(part) != "text/plain":
+        ctype = _mime.content_type(part)
+        # a multipart whose boundary never appears is one text to the parser: read it as such
+        broken = ctype.startswith("multipart/") and not part.is_multipart()
+        if ctype != "text/plain" and not broken:
             continue
         lines = [line.strip() for line in _mime.payload_text(part, 200_000).splitlines()]
         for i, line in enumerate(lines):
@@ -184,12 +191,16 @@ def _from_text(msg: Message) -> list[Failure]:
                 break
             for raw in _TEXT_ADDRESS_RE.findall(line):
                 address = raw.lower().strip(".")
-                if address in own or address in found or _DAEMONS.match(address):
+                if address in own or _DAEMONS.match(address):
                     continue
+                if address in found and found[address].status:
+                    continue  # the line that gave a status code is the best explanation
                 near = " ".join(x for x in lines[i:i + 4] if x)
+                # the failure words may also head the list of addresses ("--- Failure Reasons ---")
+                around = " ".join(x for x in lines[max(0, i - 2):i + 4] if x)
                 code = _SMTP_CODE_RE.search(near + " ")
                 status = _status_in(near)
-                if not (code or status or _FAILURE_WORDS_RE.search(near)):
+                if not (code or status or _FAILURE_WORDS_RE.search(around)) or (address in found and not status):
                     continue
                 klass = status[0] if status else code.group(1) if code else None
                 permanent = klass == "5" if klass else not _TEMPORARY_WORDS_RE.search(near)
