@@ -193,13 +193,13 @@ CRASH = textwrap.dedent("""
     import os, signal, sys
     from datetime import UTC, datetime
     from mailer.app import inbox
-    from mailer.shell import mailbox
+    from mailer.shell import imap
     from mailer.shell.settings import load_settings
 
     def die(self, refs):  # the moment after the ledger committed, before anything moved
         os.kill(os.getpid(), signal.SIGKILL)
 
-    mailbox.ImapMailbox.move_processed = die
+    imap.ImapMailbox.move_processed = die
     inbox.run(load_settings(), now=datetime(2020, 1, 21, 15, tzinfo=UTC))
 """)
 

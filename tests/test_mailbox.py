@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from mailer.errors import ConfigError
-from mailer.shell.mailbox import (
-    ImapMailbox,
-    InboxSpec,
-    MailboxError,
-    MaildirMailbox,
-    oauth2_token,
-    open_mailbox,
-    parse_inbox,
-)
+from mailer.shell.imap import ImapMailbox, oauth2_token
+from mailer.shell.mailbox import InboxSpec, MailboxError, MaildirMailbox, open_mailbox, parse_inbox
 from mailer.shell.settings import Settings
 from tests.imapd import IMAP_PASSWORD, Imapd
 
