@@ -7,6 +7,7 @@ Load it with ``pytest_plugins = ["tests.imapd"]``. Fixtures:
   ``IMAP_PASSWORD`` (PLAIN, LOGIN) or with ``imapd.oauth2_token(user)`` (XOAUTH2, OAUTHBEARER: a
   JWT Dovecot checks locally), and each name has its own empty Maildir, so tests never share mail;
 - ``imapd_private``: a Dovecot of one test's own, for failed logins (see its docstring);
+- ``imapd_plain``: a Dovecot of one test's own that speaks no TLS;
 - ``imap_user``: a fresh user name for one test.
 
 Dovecot refuses to run its login processes as root, so when the tests run as root (CI) the login,
@@ -43,7 +44,8 @@ import pytest
 import trustme
 from imapclient import IMAPClient
 
-__all__ = ["IMAP_HOST", "IMAP_PASSWORD", "OAUTH2_KEY", "Imapd", "imap_user", "imapd", "imapd_private", "serve"]
+__all__ = ["IMAP_HOST", "IMAP_PASSWORD", "OAUTH2_KEY", "Imapd", "imap_user", "imapd", "imapd_plain", "imapd_private",
+           "serve"]
 
 IMAP_HOST = "127.0.0.1"
 IMAP_PASSWORD = "imap-test-password-7f3c"  # distinctive, so tests can look for it in output; no spaces (passdb args)
@@ -79,7 +81,7 @@ instance_name = mm-imapd-{port}
 protocols = imap
 listen = 127.0.0.1
 log_path = {root}/log
-ssl = yes
+ssl = {ssl}
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 ssl_min_protocol = TLSv1.2
@@ -209,13 +211,13 @@ def _wait_for_greeting(server: Imapd) -> None:
         time.sleep(0.05)  # polling a condition (the greeting), not waiting for luck
 
 
-def _start(root: Path, ca_file: Path) -> Imapd:
+def _start(root: Path, ca_file: Path, tls: bool) -> Imapd:
     user, group = _accounts()
     for attempt in range(5):  # a free port can be taken by another process before dovecot binds it
-        server = Imapd(root, _free_port(), _free_port(), ca_file)
+        server = Imapd(root, _free_port(), _free_port() if tls else 0, ca_file)  # port 0: no TLS listener
         (root / "dovecot.conf").write_text(_CONFIG.format(
             root=root, port=server.port, tls_port=server.tls_port, user=user, group=group,
-            password=IMAP_PASSWORD), encoding="utf-8")
+            password=IMAP_PASSWORD, ssl="yes" if tls else "no"), encoding="utf-8")
         (root / "log").unlink(missing_ok=True)
         server.process = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -245,8 +247,9 @@ def _stop(server: Imapd) -> None:
 
 
 @contextlib.contextmanager
-def serve() -> Iterator[Imapd]:
-    """Starts a Dovecot in its own /tmp folder; stops it and removes the folder on the way out."""
+def serve(*, tls: bool = True) -> Iterator[Imapd]:
+    """Starts a Dovecot in its own /tmp folder; stops it and removes the folder on the way out. Without
+    `tls` it speaks plaintext only: no STARTTLS, no implicit-TLS port."""
     if not os.path.exists(DOVECOT):
         pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; .ci/run does it)")
     root = Path(tempfile.mkdtemp(prefix="mmimap-", dir="/tmp"))  # short: unix socket paths are limited
@@ -267,7 +270,7 @@ def serve() -> Iterator[Imapd]:
         # looked up as <azp>/<alg>/<kid>, "default" for the missing ones; the key base64-encoded
         (root / "keys" / "default" / "HS256").mkdir(parents=True)
         (root / "keys" / "default" / "HS256" / "default").write_bytes(base64.b64encode(OAUTH2_KEY))
-        server = _start(root, root / "ca.pem")
+        server = _start(root, root / "ca.pem", tls)
         yield server
     finally:
         if server is not None:
@@ -287,6 +290,13 @@ def imapd_private() -> Iterator[Imapd]:
     """A Dovecot of this test's own: for failed logins, after which Dovecot delays the next logins from
     that address by seconds (its auth penalty), which would slow every later test."""
     with serve() as server:
+        yield server
+
+
+@pytest.fixture
+def imapd_plain() -> Iterator[Imapd]:
+    """A Dovecot without TLS at all, as a local bridge (Proton Bridge, DavMail) would be."""
+    with serve(tls=False) as server:
         yield server
 
 

@@ -206,3 +206,14 @@ def test_a_refused_token_is_named_without_the_token(imapd_private: Imapd, tmp_pa
         open_mailbox(imap_settings(imapd_private, "coordinator",
                                    oauth2_token_command=token_command(tmp_path, token)))
     assert token not in str(info.value) and token.split(".")[2] not in str(info.value)
+
+
+def test_plaintext_imap_is_allowed_on_loopback_only(imapd_plain: Imapd) -> None:
+    settings = Settings(inbox=f"imap://coordinator@{imapd_plain.host}:{imapd_plain.port}/INBOX",
+                        imap_password=IMAP_PASSWORD, _env_file=None)  # type: ignore[arg-type,call-arg]
+    mailbox = open_mailbox(settings)
+    try:
+        assert mailbox.refs() == []
+    finally:
+        mailbox.close()
+    assert "user=<coordinator>, method=PLAIN" in imapd_plain.log()
