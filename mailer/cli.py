@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well")
     p.set_defaults(func=cmd_run)
 
+    p = command("inbox", "Read MENTOR_MAILER_INBOX: record RSVPs, bounces, replies, check-ins and unsubscribes once.",
+                "mentor-mailer inbox --dry-run")
+    p.add_argument("--now", type=_aware, metavar="DATETIME", help="act as if it were this moment (ISO, with offset)")
+    p.add_argument("--dry-run", action="store_true", help="show what the new mail means; record and move nothing")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well")
+    p.set_defaults(func=cmd_inbox)
+
     p = command("rehearse", "Run the whole year against a throwaway ledger, writing every email to a folder.",
                 "mentor-mailer rehearse --outbox /tmp/year")
     p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
@@ -254,6 +261,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if not args.quiet or report.exit_code:
         print(report.summary())
     return report.exit_code
+
+
+def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.app.inbox import run
+
+    report = run(settings, now=args.now or _now(), dry_run=args.dry_run)
+    if not args.quiet or args.dry_run:
+        for line in report.lines():
+            print(line)
+        print(report.summary())
+    return EXIT_OK
 
 
 def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:

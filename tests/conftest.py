@@ -12,7 +12,7 @@ from mailer.shell.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.smtpd"]
+pytest_plugins = ["tests.smtpd", "tests.imapd"]
 
 
 @pytest.fixture(autouse=True)

@@ -97,4 +97,80 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                          ORDER BY a)) END
                FROM messages m, json_each(m.recipients) j WHERE m.state IN ('sent', 'uncertain')""",
     ]),
+    ("the inbox: each message read (by place, and by Message-ID and content for what was acted on), and "
+     "what it changed: suppressions, soft bounces, RSVPs, contacts, check-ins, out-of-office notes", [
+        """CREATE TABLE inbound (
+            id           INTEGER PRIMARY KEY,
+            mailbox      TEXT NOT NULL,
+            uidvalidity  INTEGER NOT NULL,
+            uid          TEXT NOT NULL,
+            message_id   TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            kind         TEXT NOT NULL,
+            outcome      TEXT NOT NULL,
+            sent_at      TEXT,
+            processed_at TEXT NOT NULL,
+            moved        INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE UNIQUE INDEX inbound_place ON inbound (mailbox, uidvalidity, uid)",
+        "CREATE UNIQUE INDEX inbound_content ON inbound (message_id, content_hash) WHERE outcome = 'acted'",
+        """CREATE TABLE suppressions (
+            address     TEXT PRIMARY KEY,
+            reason      TEXT NOT NULL,
+            detail      TEXT,
+            message_key TEXT,
+            since       TEXT NOT NULL,
+            inbound_id  INTEGER NOT NULL
+        )""",
+        """CREATE TABLE soft_bounces (
+            address     TEXT NOT NULL,
+            at          TEXT NOT NULL,
+            detail      TEXT,
+            message_key TEXT,
+            inbound_id  INTEGER NOT NULL
+        )""",
+        "CREATE INDEX soft_bounces_address ON soft_bounces (address)",
+        """CREATE TABLE rsvps (
+            uid         TEXT NOT NULL,
+            address     TEXT NOT NULL,
+            cohort      TEXT NOT NULL,
+            pair        TEXT NOT NULL,
+            conference  TEXT NOT NULL,
+            partstat    TEXT NOT NULL,
+            sequence    INTEGER NOT NULL,
+            stale       INTEGER NOT NULL,
+            comment     TEXT,
+            at          TEXT NOT NULL,
+            inbound_id  INTEGER NOT NULL
+        )""",
+        "CREATE INDEX rsvps_uid ON rsvps (uid, address)",
+        """CREATE TABLE contacts (
+            cohort            TEXT NOT NULL,
+            pair              TEXT NOT NULL,
+            step              TEXT,
+            address           TEXT NOT NULL,
+            at                TEXT NOT NULL,
+            partner_addressed INTEGER NOT NULL,
+            message_key       TEXT,
+            inbound_id        INTEGER NOT NULL
+        )""",
+        "CREATE INDEX contacts_pair ON contacts (cohort, pair)",
+        """CREATE TABLE checkins (
+            cohort      TEXT NOT NULL,
+            pair        TEXT NOT NULL,
+            step        TEXT NOT NULL,
+            answer      TEXT NOT NULL,
+            address     TEXT,
+            at          TEXT NOT NULL,
+            inbound_id  INTEGER NOT NULL
+        )""",
+        """CREATE TABLE out_of_office (
+            cohort      TEXT NOT NULL,
+            pair        TEXT NOT NULL,
+            address     TEXT NOT NULL,
+            subject     TEXT NOT NULL,
+            at          TEXT NOT NULL,
+            inbound_id  INTEGER NOT NULL
+        )""",
+    ]),
 ]

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     smtp_retry_minutes: int = Field(
         default=30, ge=1, description="a deferred message is tried again by runs this long after; doubles")
 
+    inbox: str | None = Field(
+        default=None, description="the mailbox to read: maildir:PATH or imaps://USER@HOST[:PORT]/FOLDER (imap:// for "
+        "STARTTLS)")
+    inbox_processed: str = Field(
+        default="mentor-mailer/processed", description="where processed mail is moved; '/' separates levels")
+    imap_password: SecretStr | None = None
+    imap_ca_file: Path | None = Field(default=None, description="PEM of CAs to trust for the IMAP server")
+    imap_timeout: float = Field(default=30.0, gt=0)
+    oauth2_token_command: str | None = Field(
+        default=None, description="a command printing an OAuth2 access token: IMAP (and SMTP) log in with XOAUTH2")
+
     @property
     def database_path(self) -> Path:
         return self._in_program(self.database or Path("mentor-mailer.sqlite3"))
