@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "Validate every cohort, roster, the program and every template; list all problems.",
                 "mentor-mailer check")
+    p.add_argument("--now", type=_aware, metavar="DATETIME",
+                   help="check the ledger's invitations as of this moment (ISO, with offset; default: now)")
     p.set_defaults(func=cmd_check)
 
     p = command("plan", "Show the messages coming up: date, cohort, pair, step and recipients.",
@@ -178,7 +180,7 @@ def _print_problems(problems: Sequence[object], title: str) -> None:
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.check import check_program
 
-    result = check_program(settings, now=_now())
+    result = check_program(settings, now=args.now or _now())
     _print_problems(result.warnings, "warnings")
     _print_problems(result.problems, "problems")
     if result.problems:

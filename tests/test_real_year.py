@@ -244,3 +244,147 @@ def test_a_broken_roster_stops_only_its_cohort_and_its_coordinator_hears_each_da
     assert cli(program, "status", "--json", "--cohort", "2020-january") == 0
     [january] = json.loads(capsys.readouterr().out)
     assert any("held back" in a["detail"] for a in january["attention"])
+
+
+# --- ids, steps and addresses change ---------------------------------------------------------------------
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, (path, old)
+    if path.is_symlink():
+        path.unlink()  # cohorts/program.toml links into the package's defaults: never write through it
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("rename", ["case", "pair id", "cohort folder", "moved cohort"])
+def test_a_rename_never_sends_a_step_again(program: Path, rename: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    roster = program / "cohorts" / "2019-2020" / "roster.csv"
+    if rename == "case":
+        edit(roster, "p02,", "P02,")  # what spreadsheet autocorrect does
+    elif rename == "pair id":
+        edit(roster, "p03,", "p03b,")
+    elif rename == "cohort folder":
+        (program / "cohorts" / "2019-2020").rename(program / "cohorts" / "2019-20")
+    else:  # p04's row moves to the January cohort (same people, another cohort of the same year)
+        lines = roster.read_text(encoding="utf-8").splitlines(keepends=True)
+        row = next(line for line in lines if line.startswith("p04,"))
+        roster.write_text("".join(line for line in lines if line is not row), encoding="utf-8")
+        with (program / "cohorts" / "2020-january" / "roster.csv").open("a", encoding="utf-8") as f:
+            f.write(row)
+    before = outbox_count(program)
+    capsys.readouterr()
+    assert cli(program, "run", "--now", "2019-08-02T17:00:00Z") == 0
+    assert outbox_count(program) == before  # nobody got the welcome twice
+    with ledger(program) as conn:
+        reasons = [r[0] for r in conn.execute("SELECT reason FROM messages WHERE reason LIKE 'already received%'")]
+    if rename == "case":
+        assert reasons == []  # the same key: ids compare without case
+    elif rename == "moved cohort":
+        assert reasons == []  # the January cohort's welcome is not due yet; its year has its own steps
+    else:
+        assert reasons and all("(a rename)" in r for r in reasons)
+
+
+def test_a_renamed_step_is_held_until_the_coordinator_says_which_it_is(
+        program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readings = "2019-10-01T17:00:00Z"
+    assert cli(program, "run", "--now", readings, "--new-ledger") == 0
+    before = outbox_count(program)
+    steps = program / "cohorts" / "program.toml"
+    edit(steps, 'key = "readings"', 'key = "reading-list"')
+    capsys.readouterr()
+    assert cli(program, "run", "--now", "2019-10-01T18:00:00Z") == 1
+    err = capsys.readouterr().err
+    assert "step 'reading-list' of cohort 2019-2020 is new to the ledger, and step 'readings'" in err
+    assert 'renamed_from = "readings"' in err and "new = true" in err
+    assert outbox_count(program) == before
+    edit(steps, 'key = "reading-list"', 'key = "reading-list"\nrenamed_from = "readings"')
+    assert cli(program, "run", "--now", "2019-10-01T19:00:00Z") == 0
+    assert outbox_count(program) == before  # they have it: recorded as received, not sent again
+
+
+def test_a_step_switched_from_pair_to_each_is_not_sent_again(program: Path) -> None:
+    assert cli(program, "run", "--now", "2019-10-01T17:00:00Z", "--new-ledger") == 0
+    before = outbox_count(program)
+    steps = program / "cohorts" / "program.toml"
+    text = steps.read_text(encoding="utf-8")
+    block = text[text.index('key = "readings"'):]
+    block = block[:block.index("[[steps]]")] if "[[steps]]" in block else block
+    edit(steps, block, block.replace('to = "pair"', 'to = "each"'))
+    assert cli(program, "run", "--now", "2019-10-01T18:00:00Z") == 0
+    assert outbox_count(program) == before  # 22 duplicates before this fix
+
+
+# --- invitations follow their people ---------------------------------------------------------------------
+
+INVITED = "2019-12-20T17:00:00Z"  # the Midwinter meetup step's day
+
+
+def ics_of(path: Path) -> dict[str, str]:
+    import email
+    import email.policy
+
+    import icalendar
+
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    part = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
+    cal = icalendar.Calendar.from_ical(part.get_payload(decode=True))
+    event = next(iter(cal.walk("VEVENT")))
+    attendees = event.get("attendee")
+    attendees = attendees if isinstance(attendees, list) else [attendees]
+    return {"method": str(cal["METHOD"]), "uid": str(event["UID"]), "sequence": str(event.get("SEQUENCE", 0)),
+            "attendees": ",".join(sorted(str(a).removeprefix("mailto:") for a in attendees)),
+            "location": str(event.get("LOCATION")), "tzid": str(event["DTSTART"].params.get("TZID"))}
+
+
+def new_files(program: Path, seen: set[str]) -> list[Path]:
+    return sorted(p for p in (program / "outbox" / "new").iterdir() if p.name not in seen)
+
+
+def test_a_changed_address_gets_the_update_and_the_old_one_a_cancel(program: Path) -> None:
+    assert cli(program, "run", "--now", INVITED, "--new-ledger") == 0
+    seen = {p.name for p in (program / "outbox" / "new").iterdir()}
+    [invite] = [p for p in new_files(program, set()) if ".p01.meetup-midwinter" in p.name]
+    first = ics_of(invite)
+    edit(program / "cohorts" / "2019-2020" / "roster.csv", "jose.munoz@example.org", "jose@newjob.example")
+    assert cli(program, "run", "--now", "2019-12-21T17:00:00Z") == 0
+    update, drop = (ics_of(p) for p in new_files(program, seen) if ".p01." in p.name)
+    if update["method"] == "CANCEL":
+        update, drop = drop, update
+    assert update["uid"] == drop["uid"] == first["uid"]
+    assert update["method"] == "REQUEST" and update["sequence"] == "1"
+    assert "jose@newjob.example" in update["attendees"] and "jose.munoz@example.org" not in update["attendees"]
+    assert drop["method"] == "CANCEL" and drop["attendees"] == "jose.munoz@example.org"
+
+
+def test_a_deleted_row_keeps_its_invitation_and_still_hears_of_changes(
+        program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", INVITED, "--new-ledger") == 0
+    seen = {p.name for p in (program / "outbox" / "new").iterdir()}
+    [invite] = [p for p in new_files(program, set()) if ".p01.meetup-midwinter" in p.name]
+    roster = program / "cohorts" / "2019-2020" / "roster.csv"
+    roster.write_text("".join(line for line in roster.read_text(encoding="utf-8").splitlines(keepends=True)
+                              if not line.startswith("p01,")), encoding="utf-8")
+    capsys.readouterr()
+    assert cli(program, "check", "--now", "2019-12-21T17:00:00Z") == 0
+    assert "pair p01 of cohort 2019-2020 holds the invitation" in capsys.readouterr().err
+    assert cli(program, "run", "--now", "2019-12-21T17:00:00Z") == 0  # every run says so too (once a day)
+    assert "pair p01 of cohort 2019-2020 holds the invitation" in capsys.readouterr().err
+    edit(program / "cohorts" / "2019-2020" / "cohort.toml", 'status = "confirmed"', 'status = "cancelled"')
+    assert cli(program, "run", "--now", "2019-12-22T17:00:00Z") == 0
+    cancels = [ics_of(p) for p in new_files(program, seen) if ".p01." in p.name]
+    assert [c["method"] for c in cancels] == ["CANCEL"] and cancels[0]["uid"] == ics_of(invite)["uid"]
+
+
+def test_a_corrected_time_zone_sends_an_update_that_says_so(program: Path) -> None:
+    assert cli(program, "run", "--now", INVITED, "--new-ledger") == 0
+    seen = {p.name for p in (program / "outbox" / "new").iterdir()}
+    edit(program / "cohorts" / "2019-2020" / "cohort.toml", 'timezone = "America/New_York"\nstatus',
+         'timezone = "America/Chicago"\nstatus')
+    assert cli(program, "run", "--now", "2019-12-21T17:00:00Z") == 0
+    updates = [p for p in new_files(program, seen) if "meetup-midwinter" in p.name]
+    assert len(updates) == 11  # every pair holding it (p12 withdrew later; p05 joined before it)
+    facts = ics_of(updates[0])
+    assert facts["method"] == "REQUEST" and facts["sequence"] == "1" and facts["tzid"] == "America/Chicago"
+    assert "is now in the America/Chicago time zone" in updates[0].read_text(encoding="utf-8")
