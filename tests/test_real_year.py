@@ -388,3 +388,19 @@ def test_a_corrected_time_zone_sends_an_update_that_says_so(program: Path) -> No
     facts = ics_of(updates[0])
     assert facts["method"] == "REQUEST" and facts["sequence"] == "1" and facts["tzid"] == "America/Chicago"
     assert "is now in the America/Chicago time zone" in updates[0].read_text(encoding="utf-8")
+
+
+def test_a_step_removed_after_it_went_out_stays_visible_in_status(
+        program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    steps = program / "cohorts" / "program.toml"
+    text = steps.read_text(encoding="utf-8")
+    start = text.index("[[steps]]\nkey = \"welcome\"")
+    end = text.index("[[steps]]", start + 1)
+    steps.unlink()
+    steps.write_text(text[:start] + text[end:], encoding="utf-8")
+    capsys.readouterr()
+    assert cli(program, "status", "--json", "--cohort", "2019-2020") == 0
+    [cohort] = json.loads(capsys.readouterr().out)
+    [welcome] = [s for s in cohort["steps"] if s["step"] == "welcome"]
+    assert welcome["description"] == "(no longer in the program)" and welcome["counts"]["outbox only"] == 11

@@ -46,11 +46,10 @@ def upcoming(settings: Settings, *, now: datetime, start: datetime | None = None
 def status(settings: Settings, *, now: datetime, cohorts: list[str] | None = None) -> list[CohortStatus]:
     """The ledger's view per cohort and step, with each cohort's next step."""
     plan = current_plan(settings, now=now, cohorts=cohorts)
-    rows = []
-    if settings.database_path.exists():
-        with Ledger.open(settings.database_path) as ledger:
-            rows = ledger.rows()
-    return cohort_status(plan, rows)
+    if not settings.database_path.exists():
+        return cohort_status(plan, {}, [])
+    with Ledger.open(settings.database_path) as ledger:
+        return cohort_status(plan, ledger.counts(), ledger.trouble())
 
 
 def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: str | None = None,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from mailer.core.keys import parse
 from mailer.core.occurrence import Occurrence
 from mailer.core.plan import Plan
-from mailer.core.records import FAILED, OUTBOX, SENT, SKIPPED, Row
-
-TRIAL_STATE = "outbox only"  # sent to the outbox folder in a trial: it has not reached anyone
+from mailer.core.records import FAILED, SENT, SKIPPED, Row
 
 
 @dataclass(slots=True)
@@ -34,31 +32,33 @@ class CohortStatus:
     coming: list[dict[str, object]] = field(default_factory=list)  # next 30 days: date, step, messages
 
 
-def status(plan: Plan, rows: Iterable[Row]) -> list[CohortStatus]:
-    """Per cohort and step: how many messages were sent, skipped, failed; what needs the coordinator's
-    attention (failures with the server's reply, uncertain messages, refused recipients); the next step
-    and what is due in the 30 days from the plan's `now`."""
+def status(plan: Plan, counts: Mapping[tuple[str, str, str], int], trouble: Iterable[Row]) -> list[CohortStatus]:
+    """Per cohort and step: how many messages were sent, skipped, failed (`counts`: (cohort, step, state) ->
+    n, counted by the ledger); what needs the coordinator's attention (`trouble`: failures with the server's
+    reply, uncertain messages, refused recipients); the next step and what is due in the 30 days from the
+    plan's `now`. A step no longer in the program still shows what it sent."""
     program, now = plan.program, plan.now
-    counts: dict[tuple[str, str], dict[str, int]] = {}
+    by_step: dict[tuple[str, str], dict[str, int]] = {}
+    for (cohort_id, step_key, state), n in counts.items():
+        by_step.setdefault((cohort_id, step_key), {})[state] = n
     attention: dict[str, list[dict[str, object]]] = {}
-    for r in rows:
+    for r in trouble:
         if r.state in ("failed", "deferred", "uncertain") or (r.reason or "").startswith("held back"):
             attention.setdefault(r.cohort, []).append(
                 {"pair": r.pair, "step": _step_part(r.key), "state": r.state, "detail": r.reason or ""})
         for rcpt, reply in r.refused.items():
             attention.setdefault(r.cohort, []).append(
                 {"pair": r.pair, "step": _step_part(r.key), "state": "refused", "detail": f"{rcpt}: {reply}"})
-        c = counts.setdefault((r.cohort, r.step), {})
-        state = TRIAL_STATE if r.state == SENT and r.channel == OUTBOX else r.state
-        c[state] = c.get(state, 0) + 1
     out = []
     for cohort in program.cohorts:
         steps = []
         for step in cohort.steps:
-            c = counts.get((cohort.id, step.key), {})
-            steps.append(StepStatus(cohort.id, step.key, step.due.isoformat(), step.description,
-                                    {k: c.get(k, 0) for k in (SENT, SKIPPED, FAILED)}
-                                    | {k: v for k, v in c.items() if k not in (SENT, SKIPPED, FAILED)}))
+            steps.append(_step_status(cohort.id, step.key, step.due.isoformat(), step.description,
+                                      by_step.get((cohort.id, step.key), {})))
+        known = {s.key for s in cohort.steps}
+        for (cohort_id, step_key), c in sorted(by_step.items()):
+            if cohort_id == cohort.id and step_key not in known:
+                steps.append(_step_status(cohort.id, step_key, "", "(no longer in the program)", c))
         nxt = plan.next_by_cohort.get(cohort.id)
         next_step = (f"{nxt.step.key} on {nxt.due_at.astimezone(cohort.timezone).date().isoformat()}"
                      if nxt else None)
@@ -71,6 +71,11 @@ def status(plan: Plan, rows: Iterable[Row]) -> list[CohortStatus]:
                                 attention.get(cohort.id, []),
                                 [{"date": d, "step": s, "messages": n} for (d, s), n in sorted(coming.items())]))
     return out
+
+
+def _step_status(cohort: str, step: str, due: str, description: str, c: Mapping[str, int]) -> StepStatus:
+    return StepStatus(cohort, step, due, description, {k: c.get(k, 0) for k in (SENT, SKIPPED, FAILED)}
+                      | {k: v for k, v in c.items() if k not in (SENT, SKIPPED, FAILED)})
 
 
 def _step_part(key: str) -> str:

@@ -387,6 +387,20 @@ class Ledger:
         return [_row(r) for r in self.conn.execute("SELECT * FROM messages WHERE state = ? ORDER BY due_at, key",
                                                    (state,))]
 
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        """(cohort, step, state) -> messages, counted by SQLite: memory stays flat as the ledger grows. A message
+        that only reached the outbox counts as "outbox only"."""
+        rows = self.conn.execute(
+            """SELECT cohort, step, CASE WHEN state = 'sent' AND channel = 'outbox' THEN 'outbox only' ELSE state
+                   END, count(*) FROM messages GROUP BY 1, 2, 3""")
+        return {(c, s, st): n for c, s, st, n in rows}
+
+    def trouble(self) -> list[Row]:
+        """The rows a coordinator should look at: failed, deferred, uncertain, refused, held back by bad files."""
+        return [_row(r) for r in self.conn.execute(
+            """SELECT * FROM messages WHERE state IN ('failed', 'deferred', 'uncertain') OR refused <> '{}'
+               OR reason LIKE 'held back%' ORDER BY due_at, key""")]
+
     def rows(self) -> list[Row]:
         return [_row(r) for r in self.conn.execute("SELECT * FROM messages ORDER BY due_at, key")]
 
