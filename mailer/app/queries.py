@@ -48,7 +48,7 @@ def status(settings: Settings, *, now: datetime, cohorts: list[str] | None = Non
     plan = current_plan(settings, now=now, cohorts=cohorts)
     if not settings.database_path.exists():
         return cohort_status(plan, {}, [])
-    with Ledger.open(settings.database_path) as ledger:
+    with Ledger.open(settings.database_path, readonly=True) as ledger:
         return cohort_status(plan, ledger.counts(), ledger.trouble())
 
 
@@ -106,7 +106,7 @@ def html_report(settings: Settings, out: Path, *, now: datetime) -> Path:
     plan = current_plan(settings, now=now)
     rows = []
     if settings.database_path.exists():
-        with Ledger.open(settings.database_path) as ledger:
+        with Ledger.open(settings.database_path, readonly=True) as ledger:
             rows = ledger.rows()
     page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now)
     write_private(out, page.encode("utf-8"), make_parent=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from mailer.core import listen
 from mailer.core.inbound import Inbound
 from mailer.core.listen import SentInvitation, SentMessage, SentView
 from mailer.core.model import Program
-from mailer.shell.ledger import Ledger
+from mailer.shell.ledger import GuardedConnection, Ledger
 from mailer.shell.mailbox import MessageRef
 
 Outcome = Literal["acted", "left", "duplicate", "seen"]
@@ -96,7 +95,7 @@ def record(ledger: Ledger, ref: MessageRef, data: bytes, inbound: Inbound, effec
     return outcome
 
 
-def _apply(conn: sqlite3.Connection, effect: listen.Effect, inbound_id: int, at: str, now: str) -> None:
+def _apply(conn: GuardedConnection, effect: listen.Effect, inbound_id: int, at: str, now: str) -> None:
     match effect:
         case listen.Suppression():
             # the first reason stays: a later bounce of an unsubscribed address changes nothing

@@ -62,17 +62,70 @@ _CLAIM_NEW = """INSERT INTO messages (key, cohort, pair, step, role, state, phas
                VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?) ON CONFLICT(key) DO NOTHING"""
 
 
+def explain(path: Path, exc: sqlite3.Error) -> LedgerError:
+    """SQLite's error as one sentence a coordinator can act on, naming the ledger file. A failed statement
+    rolls its transaction back, so nothing is ever half-recorded."""
+    text = str(exc).lower()
+    if "full" in text:
+        what = "the disk holding it is full; free some space and run again"
+    elif "disk i/o" in text:
+        what = "writing it failed (a full disk, or a failing one); free some space and run again"
+    elif "malformed" in text or "not a database" in text or "corrupt" in text:
+        what = ("the file is damaged; restore it from a backup (README: \"Backing up the ledger\") or move it "
+                "aside and confirm a fresh start with `run --new-ledger`")
+    elif "readonly" in text or "read-only" in text:
+        what = "it is read-only for this user; the sending commands need to write it"
+    elif "unable to open" in text:
+        what = "it cannot be opened; its folder must exist and be writable by the user running mentor-mailer"
+    elif "locked" in text or "busy" in text:
+        what = "another program holds it locked; try again in a minute"
+    else:
+        what = f"SQLite reports: {exc}"
+    return LedgerError(f"ledger {path}: {what}")
+
+
+class GuardedConnection:
+    """The connection, with every SQLite error turned into a sentence once, here at the boundary."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn, self._path = conn, path
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise explain(self._path, exc) from None
+
+    def executemany(self, sql: str, seq: Iterable[Any]) -> sqlite3.Cursor:
+        try:
+            return self._conn.executemany(sql, seq)
+        except sqlite3.Error as exc:
+            raise explain(self._path, exc) from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class Ledger:
     """One SQLite file, WAL mode, owner-only; schema changes are numbered migrations."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.conn = conn
+        self.conn = GuardedConnection(conn, path)
         self.path = path
 
     @classmethod
-    def open(cls, path: Path) -> Ledger:
+    def open(cls, path: Path, *, readonly: bool = False) -> Ledger:
+        """The ledger at `path`, created owner-only if missing; `readonly` opens it for reading only (mode=ro),
+        so a query works on a ledger this user may not write, and writes nothing."""
         path = Path(path)
         try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == len(MIGRATIONS):
+                    return cls(conn, path)
+                conn.close()  # an older schema: it is brought up to date first (that writes)
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 # create it owner-only before SQLite does, so no other user can ever read it
@@ -84,10 +137,11 @@ class Ledger:
             conn.execute("PRAGMA foreign_keys=ON")
             ledger = cls(conn, path)
             ledger._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
+        except sqlite3.Error as exc:
+            raise explain(path, exc) from None
         except OSError as exc:
-            raise LedgerError(f"{path}: cannot create the ledger: {exc.strerror}") from None
+            raise LedgerError(f"ledger {path}: cannot create it: {exc.strerror}; its folder must be writable "
+                              "by the user running mentor-mailer") from None
         return ledger
 
     @classmethod
@@ -95,7 +149,7 @@ class Ledger:
         """A snapshot for a command that only reads: an empty one when there is no ledger yet."""
         if not Path(path).exists():
             return LedgerView()
-        with cls.open(path) as ledger:
+        with cls.open(path, readonly=True) as ledger:
             return ledger.snapshot(now, channel=channel, catch_up=catch_up)
 
     def close(self) -> None:
@@ -120,7 +174,7 @@ class Ledger:
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('secret', ?)", (secrets.token_hex(32),))
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[GuardedConnection]:
         """BEGIN IMMEDIATE: the write lock is taken up front, so two runs never interleave."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
