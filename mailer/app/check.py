@@ -16,6 +16,7 @@ from mailer.core.plan import build_plan
 from mailer.core.render import template_problem
 from mailer.core.year import pair_schedule, year_schedule
 from mailer.errors import InputError, Problem
+from mailer.load.files import program_files
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
 from mailer.shell.ledger import Ledger
@@ -39,6 +40,7 @@ def check_program(settings: Settings, *, now: datetime | None = None) -> CheckRe
     root = settings.program_dir
     templates = root / "templates" / "email"
     renderer = renderer_for(templates)
+    result.problems.extend(program_files(root)[1])  # what a run's fast path would stop on
     # syntax of every template file, used or not, so a typo is found before its month comes
     if templates.is_dir():
         for path in sorted(templates.glob("*.j2")):

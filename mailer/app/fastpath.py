@@ -7,12 +7,13 @@ falls due; a later run with the same files, before that instant, has nothing to 
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import datetime
 
 from mailer import __version__
 from mailer.app.outcome import RunReport
 from mailer.core.plan import Plan
+from mailer.errors import InputError
+from mailer.load.files import program_files
 from mailer.shell.ledger import Ledger
 from mailer.shell.settings import Settings
 
@@ -22,13 +23,11 @@ def fingerprint(settings: Settings) -> str:
     and mtime), the settings that shape the plan (the transport too: going live owes people the trial's
     messages), and this version of the code."""
     h = hashlib.sha256(f"{__version__}|{settings.late_window_days}|{settings.transport}".encode())
-    for base in (settings.program_dir / "cohorts", settings.program_dir / "templates"):
-        for folder, dirs, files in os.walk(base, followlinks=True):
-            dirs.sort()
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                st = os.stat(path)
-                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    files, problems = program_files(settings.program_dir)
+    if problems:
+        raise InputError(problems)
+    for path, st in files:
+        h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
