@@ -70,8 +70,6 @@ class Daemon:
         """Run until a signal; return the exit code."""
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        from mailer.core.schedule import cron_trigger
-
         trigger = cron_trigger(schedule, timezone)
         with _serve_lock(self.settings.database_path):
             self.scheduler = BlockingScheduler(timezone=timezone,
@@ -90,6 +88,17 @@ class Daemon:
                 pass
         log.info("stopped after %d run(s)", self.runs)
         return 0
+
+
+def cron_trigger(expr: str, timezone: ZoneInfo) -> Any:
+    """The APScheduler trigger for a crontab expression (see `mailer.core.schedule` for how it is read)."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
+    from mailer.core.schedule import crontab_fields
+
+    triggers = [CronTrigger(**fields, timezone=timezone) for fields in crontab_fields(expr)]
+    return triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
 
 
 class _serve_lock:
