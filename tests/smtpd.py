@@ -186,6 +186,11 @@ class SmtpServer:
             self.faults.append(fault)
         return fault
 
+    @property
+    def live_connections(self) -> int:
+        """Connections open now; a client that was killed drops out once the server has seen it go."""
+        return len(self._live)
+
     def accepted(self) -> list[Received]:
         return [r for r in self.received if r.outcome == "accepted"]
 

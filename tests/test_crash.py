@@ -93,8 +93,17 @@ def kill_when_held(env: dict[str, str], server: SmtpServer, fault: Fault, what: 
         with running(env) as proc:
             wait_for(lambda: fault.fired, proc, what)
             proc.send_signal(signal.SIGKILL)
+        gone(server)  # the held handler ends with its connection: released now, it would answer no one
     finally:
         fault.release()
+
+
+def gone(server: SmtpServer) -> None:
+    """Waits until the server has seen the killed run's connection close."""
+    deadline = time.monotonic() + 120
+    while server.live_connections:
+        assert time.monotonic() < deadline, "the server never saw the killed run's connection close"
+        time.sleep(0.005)
 
 
 def test_sigkill_at_several_points_loses_nothing(big_program: Settings, smtp_server: SmtpServer) -> None:
@@ -138,6 +147,7 @@ def test_sigkill_at_several_points_loses_nothing(big_program: Settings, smtp_ser
                 wait_for(lambda b=base, n=accepted: len(smtp_server.accepted()) >= b + n, proc,
                          f"{accepted} accepted messages")
                 proc.send_signal(signal.SIGKILL)
+            gone(smtp_server)
         finally:
             pace.disarm()
             backstop.release()
