@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mailer.core.schedule import crontab_fields
@@ -109,3 +111,15 @@ def test_both_day_fields_restricted_means_either_day() -> None:
 def test_a_day_field_starting_with_a_star_means_both(expr: str) -> None:
     """Cron's own test is the field's first character: `*/2` counts as unrestricted, so both must match."""
     assert len(crontab_fields(expr)) == 1
+
+
+def test_the_schedule_module_is_pure() -> None:
+    """core/ may not import APScheduler: the daemon builds the trigger (mailer.daemon.cron_trigger)."""
+    import ast
+
+    import mailer.core.schedule as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"__future__", "re", "mailer.errors"}, imported
