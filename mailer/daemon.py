@@ -92,6 +92,7 @@ class Daemon:
 
 def cron_trigger(expr: str, timezone: ZoneInfo) -> Any:
     """The APScheduler trigger for a crontab expression (see `mailer.core.schedule` for how it is read)."""
+    # imported here: only `serve` needs APScheduler, and the other commands start faster without it
     from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
