@@ -25,14 +25,26 @@ def test_report_the_example_count() -> None:
     assert examples(1000) >= 1000
 
 
-@pytest.mark.parametrize(("args", "env"), [
-    (["--hypothesis-profile=fuzz"], {}),
-    ([], {"HYPOTHESIS_PROFILE": "fuzz"}),
-])
-def test_fuzz_profile_is_chosen_by_option_or_environment(args: list[str], env: dict[str, str]) -> None:
+def test_fuzz_profile_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                   request: pytest.FixtureRequest) -> None:
+    import conftest  # the module pytest loaded, whose hook runs at start-up
+
+    before = settings.get_current_profile_name()
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "fuzz")
+    try:
+        conftest.pytest_configure(request.config)
+        assert settings().max_examples == examples(1000) == FUZZ_EXAMPLES
+        assert not settings().derandomize
+    finally:
+        settings.load_profile(before)
+
+
+def test_the_pytest_option_wins_over_the_environment() -> None:
+    """Hypothesis's plugin loads --hypothesis-profile after tests/conftest.py has loaded HYPOTHESIS_PROFILE."""
     test = "tests/test_profiles.py::test_report_the_example_count"
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test, *args],
-                            cwd=REPO, env={k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"} | env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    env = os.environ | {"HYPOTHESIS_PROFILE": "ci"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test,
+                             "--hypothesis-profile=fuzz"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"examples(1000)={FUZZ_EXAMPLES} derandomize=False" in result.stdout
