@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailer.app.outcome import RunReport
 from mailer.app.send import run
-from mailer.core.schedule import cron_trigger
+from mailer.core.schedule import crontab_fields
 from mailer.errors import ConfigError, LockBusy, MailerError
 from mailer.load.program import load_program
 from mailer.shell.lock import serve_lock
@@ -88,6 +88,18 @@ class Daemon:
                 pass
         log.info("stopped after %d run(s)", self.runs)
         return 0
+
+
+def cron_trigger(expr: str, timezone: ZoneInfo) -> Any:
+    """The APScheduler trigger for a crontab expression (see `mailer.core.schedule` for how it is read)."""
+    # imported here: only `serve` needs APScheduler, and the other commands start faster without it
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
+
+
+    triggers = [CronTrigger(**fields, timezone=timezone) for fields in crontab_fields(expr)]
+    return triggers[0] if len(triggers) == 1 else OrTrigger(triggers)
 
 
 def serve(settings: Settings) -> int:

@@ -11,8 +11,10 @@ Load it with ``pytest_plugins = ["tests.smtpd"]``. Fixtures:
 Every server records each message body it receives (``received``) and answers normally unless a fault
 added with ``add_fault`` fires. A fault is a stage ("connect", "ehlo", "mail", "rcpt", "data") and an
 action: "reply" sends ``code text`` instead of the normal answer, "disconnect" closes the connection
-without answering, "stall" waits ``seconds`` and then answers normally. A 421 reply, and any reply at
-"connect", also closes the connection, as RFC 5321 says a 421 does.
+without answering, "stall" waits ``seconds`` and then answers normally, "hold" waits until the test
+calls ``fault.release()`` (or the server stops) and then answers normally. A 421 reply, and any reply at
+"connect", also closes the connection, as RFC 5321 says a 421 does. ``after=N`` arms a fault only once
+the server has received N message bodies, so a test can stop a client at a given message, not a time.
 
 Only SMTP_USER with SMTP_PASSWORD may log in. Neither the server nor this module logs or echoes a
 password: aiosmtpd masks AUTH command lines itself, and a filter on its logger drops the few lines
@@ -34,7 +36,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -67,7 +69,7 @@ SMTP_PASSWORD = "correct horse battery staple"
 BANNER_HOSTNAME = "localhost"
 
 STAGES = ("connect", "ehlo", "mail", "rcpt", "data")
-ACTIONS = ("reply", "disconnect", "stall")
+ACTIONS = ("reply", "disconnect", "stall", "hold")
 OUTCOMES = ("accepted", "rejected", "dropped")
 
 
@@ -93,12 +95,22 @@ class Fault:
     match: str | None = None
     times: int = 1
     seconds: float = 0.0
+    after: int = 0
     fired: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
 
-    def armed(self, stage: str, address: str | None) -> bool:
-        if self.stage != stage or (self.times != -1 and self.fired >= self.times):
+    def armed(self, stage: str, address: str | None, seen: int) -> bool:
+        if self.stage != stage or (self.times != -1 and self.fired >= self.times) or seen < self.after:
             return False
         return self.match is None or (address is not None and self.match in address)
+
+    def disarm(self) -> None:
+        """Fires no more, as if its ``times`` were used up."""
+        self.times = self.fired  # armed() then finds it spent, even at 0
+
+    def release(self) -> None:
+        """Lets every connection this "hold" fault is holding, and any it holds later, answer normally."""
+        self.released.set()
 
 
 class SmtpServer:
@@ -151,7 +163,7 @@ class SmtpServer:
         return f"<SmtpServer {self.host}:{self.port} {tls}>"
 
     def add_fault(self, stage: str, action: str = "reply", code: int = 451, text: str = "injected fault", *,
-                  match: str | None = None, times: int = 1, seconds: float = 0.0) -> Fault:
+                  match: str | None = None, times: int = 1, seconds: float = 0.0, after: int = 0) -> Fault:
         """Adds a fault after those already added; the first armed one that matches fires."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
@@ -167,10 +179,17 @@ class SmtpServer:
             raise ValueError("text must be one line")
         if seconds < 0:
             raise ValueError("seconds must not be negative")
-        fault = Fault(stage, action, code, text, match=match, times=times, seconds=seconds)
+        if after < 0:
+            raise ValueError("after must not be negative")
+        fault = Fault(stage, action, code, text, match=match, times=times, seconds=seconds, after=after)
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    @property
+    def live_connections(self) -> int:
+        """Connections open now; a client that was killed drops out once the server has seen it go."""
+        return len(self._live)
 
     def accepted(self) -> list[Received]:
         return [r for r in self.received if r.outcome == "accepted"]
@@ -178,6 +197,8 @@ class SmtpServer:
     def clear(self) -> None:
         """Forgets received messages, faults, logins and the connection count."""
         with self._lock:
+            for fault in self.faults:
+                fault.release()
             self.received.clear()
             self.faults.clear()
             self.logins.clear()
@@ -188,6 +209,9 @@ class SmtpServer:
         if self._stopped:
             return
         self._stopped = True
+        with self._lock:
+            for fault in self.faults:
+                fault.release()  # a held handler answers, then its connection is closed below
         try:
             asyncio.run_coroutine_threadsafe(self._close_connections(), self._controller.loop).result(10)
         finally:
@@ -197,8 +221,9 @@ class SmtpServer:
 
     def _take(self, stage: str, address: str | None = None) -> Fault | None:
         with self._lock:
+            seen = len(self.received) - (stage == "data")  # at "data", the body in hand is not yet "seen"
             for fault in self.faults:
-                if fault.armed(stage, address):
+                if fault.armed(stage, address, seen):
                     fault.fired += 1
                     return fault
         return None
@@ -272,9 +297,13 @@ class _FaultySMTP(SMTP):  # type: ignore[misc]
         fault = self.state._take(stage, address) if self.faults_apply else None
         if fault is None:
             return None
-        if fault.action == "stall":
+        if fault.action in ("stall", "hold"):
             try:
-                await asyncio.sleep(fault.seconds)
+                if fault.action == "stall":
+                    await asyncio.sleep(fault.seconds)
+                else:
+                    while not fault.released.is_set():  # a threading.Event: the test's thread sets it
+                        await asyncio.sleep(0.005)
             except asyncio.CancelledError:  # the client gave up and closed
                 self.close()
                 raise

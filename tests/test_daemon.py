@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,8 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailer.app import rehearse
-from mailer.core.schedule import cron_trigger
-from mailer.daemon import Daemon
+from mailer.daemon import Daemon, cron_trigger
 from mailer.errors import ConfigError
 from mailer.shell.lock import run_lock
 from mailer.shell.settings import Settings
@@ -39,22 +40,62 @@ def test_schedule_reads_crontab_as_cron_does(expr: str, after: datetime, expecte
     assert fire.utcoffset() == expected.utcoffset()
 
 
-@pytest.mark.parametrize("expr", ["0 9 * *", "0 25 * * *", "every day"])
+@pytest.mark.parametrize(("dow", "weekdays"), [  # Python's weekday(): Monday = 0 ... Sunday = 6
+    ("*/2", {6, 1, 3, 5}),
+    ("0-6", {0, 1, 2, 3, 4, 5, 6}),
+    ("1-5/2", {0, 2, 4}),
+    ("7", {6}),
+    ("0", {6}),
+    ("1", {0}),
+    ("mon-fri", {0, 1, 2, 3, 4}),
+    ("sat,sun", {5, 6}),
+    ("1,3,5", {0, 2, 4}),
+    ("mon-fri/2", {0, 2, 4}),
+    ("0,6", {5, 6}),
+])
+def test_fire_times_fall_on_the_weekdays_cron_means(dow: str, weekdays: set[int]) -> None:
+    """Through APScheduler itself, which alone would read 1 as Tuesday (its issue 286)."""
+    trigger = cron_trigger(f"0 9 * * {dow}", NY)
+    fires = [trigger.get_next_fire_time(None, datetime(2019, 11, 1, tzinfo=NY))]
+    while len(fires) < 21:  # three weeks
+        fires.append(trigger.get_next_fire_time(fires[-1], fires[-1] + timedelta(seconds=1)))
+    assert {f.weekday() for f in fires} == weekdays
+    assert all((f.hour, f.minute) == (9, 0) for f in fires)
+
+
+def test_both_day_fields_fire_on_either_day() -> None:
+    """crontab(5)'s example: '30 4 1,15 * 5' runs on the 1st and 15th of each month, plus every Friday."""
+    trigger = cron_trigger("30 4 1,15 * 5", NY)
+    fire = trigger.get_next_fire_time(None, datetime(2019, 10, 31, tzinfo=NY))
+    days = []
+    while fire < datetime(2019, 12, 1, tzinfo=NY):
+        days.append(fire.day)
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    assert days == [1, 8, 15, 22, 29]  # November 2019: Fridays 1, 8, 15, 22, 29 and the 1st and 15th
+
+
+@pytest.mark.parametrize("expr", ["0 9 * *", "0 25 * * *", "every day", "0 9 * * 8", "0 9 * * 5-1"])
 def test_bad_schedule_is_a_config_error(expr: str) -> None:
     with pytest.raises(ConfigError, match="MENTOR_MAILER_SCHEDULE"):
         cron_trigger(expr, NY)
 
 
 def test_scheduled_job_with_injected_now_sends_the_year_once(settings: Settings, tmp_path: Path) -> None:
-    """The daemon's job, fired at each of APScheduler's fire times over the year (09:00 New York)."""
+    """The daemon's job, fired at every 10th of APScheduler's fire times over the year (09:00 New York).
+
+    Ten days apart is inside the late window (14 days), so the sample must send everything the daily
+    fires would, each message once; tests/test_runner.py runs every day of the year.
+    """
     daemon = Daemon(settings)
     trigger = cron_trigger("0 9 * * *", NY)
     fire = trigger.get_next_fire_time(None, datetime(2019, 7, 31, tzinfo=NY))
     end = datetime(2020, 12, 20, tzinfo=NY)
-    sent = 0
+    sent = fired = 0
     while fire <= end:
-        report = daemon.job(now=fire)
-        sent += report.sent
+        if fired % 10 == 0:
+            report = daemon.job(now=fire)
+            sent += report.sent
+        fired += 1
         fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
     conn = sqlite3.connect(settings.database_path)
     keys = [k for (k,) in conn.execute("SELECT key FROM messages WHERE state='sent'")]
@@ -100,52 +141,74 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
                   "MENTOR_MAILER_SCHEDULE": "*/1 * * * * *", "MENTOR_MAILER_DIGEST": "false"} | extra
 
 
-def _serve(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "mailer.cli", "serve"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+@contextmanager
+def _serving(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`serve` in a subprocess logging to `log`; SIGKILLed and reaped at the end if a test left it running."""
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mailer.cli", "serve"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=60)
 
 
-def _wait(predicate: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
 
 
-def test_serve_on_a_real_clock_sends_once_and_stops_cleanly(settings: Settings) -> None:
+def _wait(predicate: Callable[[], object], proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    """Polls for a state the daemon reaches on its own; the deadline only stops a hung test."""
+    deadline = time.monotonic() + 120
+    while not predicate():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {what} (exit {proc.poll()}); the daemon said:\n{log.read_text()}")
+        time.sleep(0.02)
+
+
+def _runs(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if " run: " in line]
+
+
+def test_serve_on_a_real_clock_sends_once_and_stops_cleanly(settings: Settings, tmp_path: Path) -> None:
     _today_program(settings, pairs=3)
     env = _env(settings)
-    daemon = _serve(env)
-    try:
-        outbox = settings.outbox_path / "new"
-        _wait(lambda: outbox.exists() and len(list(outbox.iterdir())) >= 3)
+    log = tmp_path / "serve.log"
+    outbox = settings.outbox_path / "new"
+    with _serving(env, log) as daemon:
+        _wait(lambda: outbox.exists() and len(list(outbox.iterdir())) >= 3, daemon, log, "three messages")
         second = subprocess.run([sys.executable, "-m", "mailer.cli", "serve"], env=env, capture_output=True,
-                                text=True, timeout=30, check=False)
+                                text=True, timeout=60, check=False)
         assert second.returncode == 75 and "another mentor-mailer serve holds" in second.stderr
-        time.sleep(2.5)  # a few more fires: nothing more is due
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        _out, err = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, err
-    assert len(list((settings.outbox_path / "new").iterdir())) == 3
-    runs = [line for line in err.splitlines() if " run: " in line]
-    assert len(runs) >= 3 and "sent 3," in runs[0] and all("sent 0," in r for r in runs[1:])
+        _wait(lambda: len(_runs(log)) >= 3, daemon, log, "two more fires")  # nothing more is due in them
+        assert _stop(daemon) == 0, log.read_text()
+    err = log.read_text()
+    assert len(list(outbox.iterdir())) == 3
+    runs = _runs(log)
+    assert "sent 3," in runs[0] and all("sent 0," in r for r in runs[1:])
     assert "stopped after" in err and "Traceback" not in err
 
 
 def test_sigterm_finishes_the_message_in_flight_and_releases_the_lock(
-    settings: Settings, smtp_server: SmtpServer
+    settings: Settings, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     _today_program(settings, pairs=5)
-    fault = smtp_server.add_fault("data", action="stall", seconds=1.5, times=1)
+    fault = smtp_server.add_fault("data", "hold")  # the first body waits for the reply until released
     env = _env(settings, MENTOR_MAILER_TRANSPORT="smtp", MENTOR_MAILER_SMTP_HOST=smtp_server.host,
                MENTOR_MAILER_SMTP_PORT=str(smtp_server.port), MENTOR_MAILER_SMTP_SECURITY="none",
-               MENTOR_MAILER_SMTP_TIMEOUT="10")
-    daemon = _serve(env)
-    _wait(lambda: fault.fired)
-    daemon.send_signal(signal.SIGTERM)
-    _out, err = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, err
+               MENTOR_MAILER_SMTP_TIMEOUT="60")
+    log = tmp_path / "serve.log"
+    with _serving(env, log) as daemon:
+        try:
+            _wait(lambda: fault.fired, daemon, log, "first message body")
+            daemon.send_signal(signal.SIGTERM)
+            _wait(lambda: "signal SIGTERM" in log.read_text(), daemon, log, "word of the signal")
+        finally:
+            fault.release()  # the reply goes out: the message in flight finishes
+        assert daemon.wait(timeout=60) == 0, log.read_text()
     conn = sqlite3.connect(settings.database_path)
     states = dict(conn.execute("SELECT key, state FROM messages"))
     conn.close()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mailer.core.placement import month_day
 from mailer.errors import InputError, Problem
 from mailer.load.program import load_program
+from tests.conftest import examples
 
 
 def test_sample_loads_with_both_cohorts(program_dir: Path) -> None:
@@ -179,7 +180,7 @@ def test_the_fast_address_check_agrees_with_email_validator(address: str) -> Non
     assert bool(col.problems) == (expected is None)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.one_of(st.emails(), st.builds(lambda a, b: f"{a}@{b}", st.text(max_size=20), st.text(max_size=30)),
                  st.builds(lambda a, d: f"{a}@{d}", st.from_regex(r"[A-Za-z0-9.!#'+_-]{1,12}", fullmatch=True),
                            st.sampled_from(["example.org", "Example.ORG", "localhost", "example.test",

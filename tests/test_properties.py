@@ -43,13 +43,13 @@ from mailer.core.render import Rendered
 from mailer.errors import InputError, Problem
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
-from tests.conftest import REPO
+from tests.conftest import REPO, examples
 
 ROSTER = "cohorts/2019-2020/roster.csv"
 COHORT = "cohorts/2019-2020/cohort.toml"
 PROGRAM = "cohorts/program.toml"
 OTHER_COHORT = "cohorts/2020-january/cohort.toml"
-EXAMPLES = 1000
+EXAMPLES = examples(1000)  # 10,000 under the fuzz profile (tests/conftest.py)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much, HealthCheck.large_base_example])

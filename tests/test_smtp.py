@@ -22,13 +22,16 @@ from tests.smtpd import SMTP_PASSWORD, SMTP_USER, SmtpServer
 
 WELCOME = datetime(2019, 8, 1, 17, tzinfo=UTC)  # 11 messages, one per active pair
 ZOE = "zoe.ng@example.com"  # p02's mentee
+# A stall test waits this long for the client to give up on a held reply; long enough that no other
+# step of a loopback conversation reaches it on a loaded machine, short enough not to drag the suite.
+STALL_TIMEOUT = 2.0
 
 
 def smtp_settings(base: Settings, server: SmtpServer, **extra: object) -> Settings:
     values: dict[str, object] = {
         "program_dir": base.program_dir, "database": base.database, "transport": "smtp",
         "smtp_host": server.host, "smtp_port": server.port, "smtp_security": "none",
-        "smtp_timeout": 1.0, "smtp_max_attempts": 3, "smtp_backoff": 0.01, "digest": False, "_env_file": None,
+        "smtp_timeout": 5.0, "smtp_max_attempts": 3, "smtp_backoff": 0.01, "digest": False, "_env_file": None,
     } | extra
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -159,15 +162,17 @@ def test_disconnect_after_body_is_uncertain_then_resent_once_with_same_id(
 
 
 def test_stall_before_data_is_transient(settings: Settings, smtp_server: SmtpServer) -> None:
-    smtp_server.add_fault("mail", action="stall", seconds=1.5, times=1)
-    report = send.run(smtp_settings(settings, smtp_server, smtp_timeout=0.5), now=WELCOME)
+    fault = smtp_server.add_fault("mail", action="hold", times=1)  # released when the server stops
+    report = send.run(smtp_settings(settings, smtp_server, smtp_timeout=STALL_TIMEOUT), now=WELCOME)
+    assert fault.fired == 1
     assert report.sent == 11 and report.uncertain == 0
     assert_no_duplicates(smtp_server)
 
 
 def test_stall_after_body_is_uncertain(settings: Settings, smtp_server: SmtpServer) -> None:
-    smtp_server.add_fault("data", action="stall", seconds=1.5, times=1)
-    report = send.run(smtp_settings(settings, smtp_server, smtp_timeout=0.5), now=WELCOME)
+    fault = smtp_server.add_fault("data", action="hold", times=1)
+    report = send.run(smtp_settings(settings, smtp_server, smtp_timeout=STALL_TIMEOUT), now=WELCOME)
+    assert fault.fired == 1
     assert report.uncertain == 1 and report.sent == 10
 
 
