@@ -123,7 +123,7 @@ def test_refuses_a_newer_schema(tmp_path: Path) -> None:
 def test_not_a_database_is_a_sentence(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LedgerError, match="cannot open the ledger"):
+    with pytest.raises(LedgerError, match="the file is damaged; restore it from a backup"):
         Ledger.open(path)
 
 

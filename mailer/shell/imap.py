@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailer.errors import ConfigError
-from mailer.shell.mailbox import InboxSpec, MailboxError, MessageRef
+from mailer.shell.inbox_spec import InboxSpec, MailboxError, MessageRef
 from mailer.shell.settings import Settings
-from mailer.shell.smtp import is_loopback
+from mailer.shell.smtp_replies import is_loopback
 
 if TYPE_CHECKING:
     from imapclient import IMAPClient
@@ -94,7 +94,7 @@ class ImapMailbox:
         return client
 
     def _select(self) -> int:
-        from imapclient.exceptions import IMAPClientError
+        from imapclient.exceptions import IMAPClientError  # imported here: only `inbox` needs IMAPClient
 
         try:
             info = self._client.select_folder(self.spec.folder)
@@ -105,7 +105,7 @@ class ImapMailbox:
         return int(info.get(b"UIDVALIDITY", 0))
 
     def _call(self, what: str, func: object, *args: object) -> object:
-        from imapclient.exceptions import IMAPClientError
+        from imapclient.exceptions import IMAPClientError  # imported here: only `inbox` needs IMAPClient
 
         try:
             return func(*args)  # type: ignore[operator]

@@ -20,7 +20,8 @@ from mailer.core import listen
 from mailer.core.inbound import Inbound
 from mailer.core.listen import SentInvitation, SentMessage, SentView
 from mailer.core.model import Program
-from mailer.shell.ledger import GuardedConnection, Ledger
+from mailer.shell.ledger import Ledger
+from mailer.shell.ledger_errors import GuardedConnection
 from mailer.shell.mailbox import MessageRef
 
 Outcome = Literal["acted", "left", "duplicate", "seen"]

@@ -18,7 +18,6 @@ from mailer.core.records import (
     BODY,
     DEFERRED,
     ENVELOPE,
-    FINAL,
     INTERRUPTED,
     INTERRUPTED_EARLY,
     OUTBOX,
@@ -28,12 +27,11 @@ from mailer.core.records import (
     SMTP,
     TRIAL,
     UNCERTAIN,
-    Delivered,
     LedgerView,
-    Row,
-    SentInvite,
 )
 from mailer.errors import LedgerError
+from mailer.shell.ledger_errors import GuardedConnection, explain
+from mailer.shell.ledger_reads import Reads, iso
 from mailer.shell.migrations import MIGRATIONS
 
 
@@ -51,62 +49,12 @@ class Claim:
         return self.previous == UNCERTAIN
 
 
-def _iso(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        raise ValueError("ledger times must be aware")
-    return dt.isoformat(timespec="seconds")
-
-
 _CLAIM_NEW = """INSERT INTO messages (key, cohort, pair, step, role, state, phase, due_at, message_id, recipients,
                    subject, attempts, updated_at, claimed_by)
                VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?) ON CONFLICT(key) DO NOTHING"""
 
 
-def explain(path: Path, exc: sqlite3.Error) -> LedgerError:
-    """SQLite's error as one sentence a coordinator can act on, naming the ledger file. A failed statement
-    rolls its transaction back, so nothing is ever half-recorded."""
-    text = str(exc).lower()
-    if "full" in text:
-        what = "the disk holding it is full; free some space and run again"
-    elif "disk i/o" in text:
-        what = "writing it failed (a full disk, or a failing one); free some space and run again"
-    elif "malformed" in text or "not a database" in text or "corrupt" in text:
-        what = ("the file is damaged; restore it from a backup (README: \"Backing up the ledger\") or move it "
-                "aside and confirm a fresh start with `run --new-ledger`")
-    elif "readonly" in text or "read-only" in text:
-        what = "it is read-only for this user; the sending commands need to write it"
-    elif "unable to open" in text:
-        what = "it cannot be opened; its folder must exist and be writable by the user running mentor-mailer"
-    elif "locked" in text or "busy" in text:
-        what = "another program holds it locked; try again in a minute"
-    else:
-        what = f"SQLite reports: {exc}"
-    return LedgerError(f"ledger {path}: {what}")
-
-
-class GuardedConnection:
-    """The connection, with every SQLite error turned into a sentence once, here at the boundary."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn, self._path = conn, path
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        try:
-            return self._conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise explain(self._path, exc) from None
-
-    def executemany(self, sql: str, seq: Iterable[Any]) -> sqlite3.Cursor:
-        try:
-            return self._conn.executemany(sql, seq)
-        except sqlite3.Error as exc:
-            raise explain(self._path, exc) from None
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class Ledger:
+class Ledger(Reads):
     """One SQLite file, WAL mode, owner-only; schema changes are numbered migrations."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
@@ -196,59 +144,6 @@ class Ledger:
                           history=self.status_history(),
                           trial=frozenset(self.trial_keys()) if channel == SMTP else frozenset())
 
-    def settled_keys(self, now: datetime, *, channel: str = OUTBOX, catch_up: bool = False) -> set[str]:
-        """Keys a run must not send now: final ones, deferred ones not yet due for another try, and uncertain
-        ones already resent once. Over SMTP, a message that only reached the outbox (a trial) is not settled:
-        it has not reached its people. With `catch_up`, neither is one skipped for lateness alone."""
-        rows = self.conn.execute(
-            f"""SELECT key FROM messages WHERE (state IN ({",".join("?" * len(FINAL))})
-                    AND NOT (? AND state = ? AND channel = ?) AND NOT (? AND state = ? AND late = 1))
-                OR state = ? OR (state = ? AND next_attempt_at > ?) OR (state = ? AND resends > 0)""",
-            (*FINAL, channel == SMTP, SENT, OUTBOX, catch_up, SKIPPED, SENDING, DEFERRED, _iso(now), UNCERTAIN))
-        return {r[0] for r in rows}
-
-    def knows(self, cohorts: set[str], addresses: set[str]) -> bool:
-        """Does the ledger hold any message of these cohorts, or to any of these addresses (a renamed cohort)?"""
-        if not cohorts:
-            return False
-        marks = ",".join("?" * len(cohorts))
-        if self.conn.execute(f"SELECT 1 FROM messages WHERE cohort IN ({marks}) LIMIT 1", tuple(cohorts)).fetchone():
-            return True
-        for (recipients,) in self.conn.execute("SELECT recipients FROM messages WHERE recipients IS NOT NULL"):
-            if {r.lower() for r in json.loads(recipients)} & addresses:
-                return True
-        return False
-
-    def first_run(self) -> datetime | None:
-        """When the first run on this ledger started."""
-        row = self.conn.execute("SELECT MIN(started_at) FROM runs").fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
-
-    def received(self, addresses: Iterable[str]) -> dict[tuple[str, str], list[Delivered]]:
-        """For each (address, step) these people received: the messages that took it there."""
-        found: dict[tuple[str, str], list[Delivered]] = {}
-        wanted = sorted({a.lower() for a in addresses})
-        for i in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
-            chunk = wanted[i:i + 500]
-            for address, step, key, channel, people, due_at in self.conn.execute(
-                    f"""SELECT d.address, d.step, d.key, m.channel, d.people, m.due_at FROM deliveries d
-                        JOIN messages m ON m.key = d.key
-                        WHERE d.address IN ({",".join("?" * len(chunk))}) AND m.state IN ('sent', 'uncertain')""",
-                    chunk):
-                found.setdefault((address, step), []).append(
-                    Delivered(key, channel, frozenset(people.split(",")) if people else None,
-                              datetime.fromisoformat(due_at)))
-        return found
-
-    def steps_sent(self) -> dict[str, dict[str, str]]:
-        """Each cohort's steps that reached (or may have reached) someone, with the day they were due."""
-        out: dict[str, dict[str, str]] = {}
-        for cohort, step, due in self.conn.execute(
-                "SELECT cohort, step, MIN(due_at) FROM messages WHERE state IN ('sent', 'uncertain') "
-                "GROUP BY cohort, step"):
-            out.setdefault(cohort, {})[step] = due
-        return out
-
     def move_invite(self, old_key: str, *, cohort: str, pair: str, step: str) -> None:
         """A held invitation follows its pair to a new id or cohort, keeping its UID."""
         k = parse(old_key)
@@ -259,16 +154,6 @@ class Ledger:
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the ledger file: a lost -wal then costs only what came after."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def trial_keys(self) -> set[str]:
-        """Messages delivered to the outbox folder only: tried, not yet sent to people."""
-        rows = self.conn.execute("SELECT key FROM messages WHERE state = ? AND channel = ?", (SENT, OUTBOX))
-        return {r[0] for r in rows}
-
-    def retrying_keys(self) -> set[str]:
-        """Messages already attempted: a retry is never dropped by the late window."""
-        rows = self.conn.execute("SELECT key FROM messages WHERE state IN (?, ?)", (DEFERRED, UNCERTAIN))
-        return {r[0] for r in rows}
 
     def recover(self, now: datetime) -> list[str]:
         """Messages a crashed run left `sending`: those whose body went out become `uncertain` (the
@@ -283,10 +168,10 @@ class Ledger:
                 if phase == BODY:
                     uncertain.append(key)
                     conn.execute("UPDATE messages SET state = ?, reason = ?, updated_at = ? WHERE key = ?",
-                                 (UNCERTAIN, INTERRUPTED, _iso(now), key))
+                                 (UNCERTAIN, INTERRUPTED, iso(now), key))
                 else:
                     conn.execute("UPDATE messages SET state = ?, reason = ?, updated_at = ?, next_attempt_at = ? "
-                                 "WHERE key = ?", (DEFERRED, INTERRUPTED_EARLY, _iso(now), _iso(now), key))
+                                 "WHERE key = ?", (DEFERRED, INTERRUPTED_EARLY, iso(now), iso(now), key))
         return uncertain
 
     def mark_body(self, key: str) -> None:
@@ -302,8 +187,8 @@ class Ledger:
         Besides a new message, a deferred one and an uncertain one not yet resent, a run over SMTP takes a
         message that only reached the outbox, and a catch-up run one skipped for lateness alone: neither
         reached anyone, so what they "delivered" starts afresh."""
-        values = (key, cohort, pair, step, role, SENDING, ENVELOPE, _iso(due_at), message_id,
-                  json.dumps(list(recipients), ensure_ascii=False), subject, _iso(now), owner)
+        values = (key, cohort, pair, step, role, SENDING, ENVELOPE, iso(due_at), message_id,
+                  json.dumps(list(recipients), ensure_ascii=False), subject, iso(now), owner)
         with self.transaction() as conn:
             # the common case, a message never tried: one INSERT that does nothing if the key exists
             if conn.execute(_CLAIM_NEW, values).rowcount == 1:
@@ -322,7 +207,7 @@ class Ledger:
                        claimed_by=?, resends=resends + (state = 'uncertain'), reason=CASE WHEN ? THEN NULL
                        ELSE reason END, delivered=CASE WHEN ? THEN '[]' ELSE delivered END,
                        refused=CASE WHEN ? THEN '{}' ELSE refused END, late=0 WHERE key=?""",
-                (SENDING, ENVELOPE, message_id, values[9], subject, _iso(now), owner, fresh, fresh, fresh, key))
+                (SENDING, ENVELOPE, message_id, values[9], subject, iso(now), owner, fresh, fresh, fresh, key))
         if fresh:
             return Claim(key, TRIAL if state == SENT else SKIPPED, (), {})
         return Claim(key, state, tuple(json.loads(row["delivered"])), json.loads(row["refused"]))
@@ -341,8 +226,8 @@ class Ledger:
                    channel=COALESCE(?, channel)
                WHERE key=?""",
             (state, reason, location, attempts, json.dumps(all_delivered), json.dumps(all_refused),
-             _iso(next_attempt_at) if next_attempt_at else None,
-             _iso(now), state == SENT, _iso(now), channel, claim.key))
+             iso(next_attempt_at) if next_attempt_at else None,
+             iso(now), state == SENT, iso(now), channel, claim.key))
         if state in (SENT, UNCERTAIN):  # who has (or may have) it, by address: renames cannot hide it
             self.conn.execute(
                 """INSERT OR IGNORE INTO deliveries SELECT lower(j.value), m.step, m.key, ? FROM messages m,
@@ -359,7 +244,7 @@ class Ledger:
                    VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET state=excluded.state,
                        reason=excluded.reason, updated_at=excluded.updated_at, late=excluded.late
                    WHERE messages.state = 'sent' AND messages.channel = 'outbox' AND ?""",
-                (key, cohort, pair, step, role, SKIPPED, _iso(due_at), reason, _iso(now), int(late), live))
+                (key, cohort, pair, step, role, SKIPPED, iso(due_at), reason, iso(now), int(late), live))
 
     def record_invite(self, *, uid: str, cohort: str, pair: str, conference: str, step: str, sequence: int,
                       method: str, details: dict[str, Any], message_key: str, now: datetime,
@@ -376,14 +261,7 @@ class Ledger:
                        step=excluded.step
                    WHERE excluded.sequence >= invites.sequence""",
                 (uid, cohort, pair, conference, step, sequence, method, json.dumps(details, sort_keys=True),
-                 message_key, _iso(now), json.dumps([list(a) for a in attendees], ensure_ascii=False)))
-
-    def sent_invites(self) -> list[SentInvite]:
-        return [SentInvite(uid=r["uid"], cohort=r["cohort"], pair=r["pair"], conference=r["conference"],
-                           step=r["step"], sequence=r["sequence"], method=r["method"],
-                           details=json.loads(r["details"]),
-                           attendees=tuple((n, e) for n, e in json.loads(r["attendees"] or "[]")))
-                for r in self.conn.execute("SELECT * FROM invites ORDER BY uid")]
+                 message_key, iso(now), json.dumps([list(a) for a in attendees], ensure_ascii=False)))
 
     def observe_statuses(self, seen: Iterable[tuple[str, str, str]], now: datetime) -> dict[
             tuple[str, str], list[tuple[str, datetime]]]:
@@ -394,75 +272,23 @@ class Ledger:
         if changed:
             with self.transaction() as conn:
                 conn.executemany("INSERT OR IGNORE INTO pair_status VALUES (?, ?, ?, ?)",
-                                 [(c, p, s, _iso(now)) for c, p, s in changed])
+                                 [(c, p, s, iso(now)) for c, p, s in changed])
             for c, p, s in changed:
                 history.setdefault((c, p), []).append((s, now))
         return history
-
-    def status_history(self) -> dict[tuple[str, str], list[tuple[str, datetime]]]:
-        history: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
-        for c, p, s, since in self.conn.execute("SELECT cohort, pair, status, since FROM pair_status ORDER BY since"):
-            history.setdefault((c, p), []).append((s, datetime.fromisoformat(since)))
-        return history
-
-    def get_meta(self, name: str) -> Any:
-        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else None
 
     def set_meta(self, name: str, value: Any) -> None:
         with self.transaction() as conn:
             conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                          (name, json.dumps(value)))
 
-    def next_retry(self) -> datetime | None:
-        """The earliest time a deferred message may be tried again."""
-        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM messages WHERE state = ?", (DEFERRED,)).fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
-
-    def has_unfinished(self) -> bool:
-        """A `sending` row left by a crash, or an uncertain message still owed its one resend."""
-        row = self.conn.execute("SELECT 1 FROM messages WHERE state = ? OR (state = ? AND resends = 0) LIMIT 1",
-                                (SENDING, UNCERTAIN)).fetchone()
-        return row is not None
-
     def start_run(self, now: datetime) -> int:
         with self.transaction() as conn:
-            cur = conn.execute("INSERT INTO runs (started_at) VALUES (?)", (_iso(now),))
+            cur = conn.execute("INSERT INTO runs (started_at) VALUES (?)", (iso(now),))
             return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, now: datetime, *, sent: int, skipped: int, failed: int,
                    deferred: int = 0, uncertain: int = 0) -> None:
         with self.transaction() as conn:
             conn.execute("UPDATE runs SET finished_at=?, sent=?, skipped=?, failed=?, deferred=?, uncertain=? "
-                         "WHERE id=?", (_iso(now), sent, skipped, failed, deferred, uncertain, run_id))
-
-    def rows_in_state(self, state: str) -> list[Row]:
-        """Only the rows in one state (the digest's uncertain messages), not the whole ledger."""
-        return [_row(r) for r in self.conn.execute("SELECT * FROM messages WHERE state = ? ORDER BY due_at, key",
-                                                   (state,))]
-
-    def counts(self) -> dict[tuple[str, str, str], int]:
-        """(cohort, step, state) -> messages, counted by SQLite: memory stays flat as the ledger grows. A message
-        that only reached the outbox counts as "outbox only"."""
-        rows = self.conn.execute(
-            """SELECT cohort, step, CASE WHEN state = 'sent' AND channel = 'outbox' THEN 'outbox only' ELSE state
-                   END, count(*) FROM messages GROUP BY 1, 2, 3""")
-        return {(c, s, st): n for c, s, st, n in rows}
-
-    def trouble(self) -> list[Row]:
-        """The rows a coordinator should look at: failed, deferred, uncertain, refused, held back by bad files."""
-        return [_row(r) for r in self.conn.execute(
-            """SELECT * FROM messages WHERE state IN ('failed', 'deferred', 'uncertain') OR refused <> '{}'
-               OR reason LIKE 'held back%' ORDER BY due_at, key""")]
-
-    def rows(self) -> list[Row]:
-        return [_row(r) for r in self.conn.execute("SELECT * FROM messages ORDER BY due_at, key")]
-
-
-def _row(r: sqlite3.Row) -> Row:
-    return Row(key=r["key"], cohort=r["cohort"], pair=r["pair"], step=r["step"], role=r["role"],
-               state=r["state"], due_at=r["due_at"], message_id=r["message_id"],
-               recipients=json.loads(r["recipients"] or "[]"), subject=r["subject"],
-               reason=r["reason"], updated_at=r["updated_at"], sent_at=r["sent_at"], attempts=r["attempts"],
-               delivered=tuple(json.loads(r["delivered"])), refused=json.loads(r["refused"]), resends=r["resends"],
-               channel=r["channel"])
+                         "WHERE id=?", (iso(now), sent, skipped, failed, deferred, uncertain, run_id))

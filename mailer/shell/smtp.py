@@ -8,65 +8,36 @@ one window SMTP itself cannot close. Every reply that is kept is scrubbed of the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import ipaddress
 import re
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailer.errors import ConfigError, TransportError
 from mailer.shell.settings import Settings
 from mailer.shell.smtp_auth import login, secret_forms
-from mailer.shell.smtp_session import Late, Session, SessionTLS
+from mailer.shell.smtp_replies import (
+    REFUSALS_TO_STOP,
+    Outcome,
+    Reconnect,
+    RefusesAll,
+    Uncertain,
+    close_quietly,
+    describe,
+    is_loopback,
+    refusing_all,
+    reply_text,
+    rset,
+    with_earlier,
+)
+from mailer.shell.smtp_session import Session, SessionTLS
 from mailer.shell.transport import Delivery, Outgoing
 
 _DOT = re.compile(rb"(?m)^\.")
 _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError)
-# this many 4xx replies to MAIL FROM in a row (across messages and attempts), or messages abandoned
-# at their deadline, mean the server takes nothing for now (a rate limit, a block, a tar pit), not
-# that one message has a problem
-REFUSALS_TO_STOP = 3
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _Reconnect(Exception):
-    """The server closed the session (421 or a drop) before the body: try again on a new connection."""
-
-
-class _Uncertain(Exception):
-    """The body went out but no usable reply came back."""
-
-
-class _RefusesAll(Exception):
-    """Several MAIL FROM in a row got a 4xx: the server takes nothing for now."""
-
-
-@dataclass(slots=True)
-class _Outcome:
-    delivered: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)  # permanent, per recipient
-    transient: dict[str, str] = field(default_factory=dict)  # try again, per recipient
-    drop: bool = False  # the session is out of step: do not send another command on it
-
-
-def _reply(code: int, msg: bytes | str) -> str:
-    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
-    text = " ".join(text.split())
-    return text if code == -1 else f"{code} {text}"
 
 
 class SmtpTransport:
@@ -158,7 +129,7 @@ class SmtpTransport:
             if self.username:
                 login(conn, where=self.where, username=self.username, password=self._password or "")
         except BaseException:
-            _close(conn)
+            close_quietly(conn)
             raise
         return conn
 
@@ -208,27 +179,27 @@ class SmtpTransport:
                     self._conn = self._connect(deadline)
                 self._conn.message_deadline = deadline
                 outcome = self._transaction(self._conn, out.sender, remaining, out.data, before_body)
-            except _Uncertain as exc:
+            except Uncertain as exc:
                 self._drop()
                 return Delivery("uncertain", tuple(delivered), refused, str(exc), attempt)
-            except _RefusesAll as exc:
+            except RefusesAll as exc:
                 self._drop()  # pipelined replies may be unread: the session is not to be used again
-                self._refusing = _refusing_all(self.where, str(exc))
+                self._refusing = refusing_all(self.where, str(exc))
                 if not delivered:
                     raise TransportError(self._refusing, deferred=True) from None
                 return Delivery("deferred", tuple(delivered), refused, str(exc), attempt)
             except ssl.SSLError as exc:
                 self._drop()
                 raise TransportError(f"TLS with SMTP server {self.where} failed: {exc}") from None
-            except (_Reconnect, *_CONNECTION_ERRORS) as exc:
+            except (Reconnect, *_CONNECTION_ERRORS) as exc:
                 self._drop()
-                last = _describe(exc)
-                if isinstance(exc, _Reconnect):
+                last = describe(exc)
+                if isinstance(exc, Reconnect):
                     said = last
                 if self._monotonic() >= deadline:
                     break
                 if attempt == self.max_attempts and not delivered:
-                    raise TransportError(f"SMTP server {self.where} cannot be reached: {_with(said, last)}",
+                    raise TransportError(f"SMTP server {self.where} cannot be reached: {with_earlier(said, last)}",
                                          deferred=True) from None
                 continue
             delivered += outcome.delivered
@@ -240,22 +211,22 @@ class SmtpTransport:
                 self._drop()
         if remaining and self._monotonic() >= deadline:
             last = (f"abandoned after {self.message_timeout:g} s (MENTOR_MAILER_SMTP_MESSAGE_TIMEOUT) before "
-                    f"the body went out: {_with(said, last)}")
+                    f"the body went out: {with_earlier(said, last)}")
             self._mail_refusals += 1
             if self._mail_refusals >= REFUSALS_TO_STOP:
-                self._refusing = _refusing_all(self.where, last)  # this one is deferred; the next stops the run
+                self._refusing = refusing_all(self.where, last)  # this one is deferred; the next stops the run
         if remaining:
-            return Delivery("deferred", tuple(delivered), refused, _with(said, last), attempt)
+            return Delivery("deferred", tuple(delivered), refused, with_earlier(said, last), attempt)
         if delivered:
             return Delivery("sent", tuple(delivered), refused, None, attempt)
         return Delivery("failed", (), refused, "; ".join(sorted(set(refused.values()))), attempt)
 
     def _transaction(self, conn: Session, sender: str, rcpts: list[str], data: bytes,
-                     before_body: Callable[[], None] | None) -> _Outcome:
+                     before_body: Callable[[], None] | None) -> Outcome:
         """One SMTP transaction. With PIPELINING (RFC 2920) the envelope and DATA go in one write and
         their replies are read in order; otherwise command by command. Commands are written here, not
         by smtplib.mail/rcpt, which re-parse every address; ours are validated ASCII already."""
-        out = _Outcome()
+        out = Outcome()
         commands = [f"MAIL FROM:<{sender}>", *(f"RCPT TO:<{r}>" for r in rcpts)]
         if conn.does_esmtp and conn.has_extn("pipelining"):
             conn.send(("\r\n".join([*commands, "DATA"]) + "\r\n").encode("ascii"))
@@ -275,16 +246,16 @@ class SmtpTransport:
             if code in (250, 251):
                 accepted.append(rcpt)
             elif code == 421:
-                raise _Reconnect(_reply(code, msg))
+                raise Reconnect(reply_text(code, msg))
             elif 500 <= code < 600:
-                out.refused[rcpt] = _reply(code, msg)
+                out.refused[rcpt] = reply_text(code, msg)
             else:  # 4xx, or a reply SMTP does not define: not the server's last word
-                out.transient[rcpt] = _reply(code, msg)
+                out.transient[rcpt] = reply_text(code, msg)
                 out.drop = out.drop or not 400 <= code < 500
         if not accepted:
             self._abandon_data(conn, data_reply, out)
             if not out.drop:
-                _rset(conn, out)
+                rset(conn, out)
             return out
         code, msg = data_reply if data_reply[0] else conn.docmd("DATA")
         if code != 354:
@@ -298,23 +269,23 @@ class SmtpTransport:
         try:
             code, msg = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise _Uncertain(f"no reply after the message body ({exc}); the server may have it") from None
+            raise Uncertain(f"no reply after the message body ({exc}); the server may have it") from None
         if 200 <= code < 300:
             out.delivered = accepted
             out.drop = conn.out_of_step()  # a stray extra reply must not answer the next MAIL
             return out
         if not 400 <= code < 600:
-            raise _Uncertain(f"unexpected reply after the message body: {_reply(code, msg)}; the server may have it")
+            raise Uncertain(f"unexpected reply after the message body: {reply_text(code, msg)}; the server may have it")
         return self._whole(conn, code, msg, accepted, out)
 
     def _count_refusal(self, mail: tuple[int, bytes]) -> None:
         if 400 <= mail[0] < 500:
             self._mail_refusals += 1
             if self._mail_refusals >= REFUSALS_TO_STOP:
-                raise _RefusesAll(_reply(*mail))
+                raise RefusesAll(reply_text(*mail))
 
     @staticmethod
-    def _abandon_data(conn: Session, data_reply: tuple[int, bytes], out: _Outcome) -> None:
+    def _abandon_data(conn: Session, data_reply: tuple[int, bytes], out: Outcome) -> None:
         """A pipelined DATA the server accepted although no recipient was: send an empty message's end
         (RFC 2920 section 3.1) so the session is back in step; the server rejects it for want of recipients."""
         if data_reply[0] == 354:
@@ -322,11 +293,11 @@ class SmtpTransport:
             code, _ = conn.getreply()
             out.drop = out.drop or 200 <= code < 300  # it took an empty message: better not trust the session
 
-    def _whole(self, conn: Session, code: int, msg: bytes, rcpts: list[str], out: _Outcome) -> _Outcome:
+    def _whole(self, conn: Session, code: int, msg: bytes, rcpts: list[str], out: Outcome) -> Outcome:
         """A reply that concerns the whole message (MAIL, DATA, or a 4xx/5xx after the body)."""
-        reply = _reply(code, msg)
+        reply = reply_text(code, msg)
         if code == 421:
-            raise _Reconnect(reply)
+            raise Reconnect(reply)
         if 500 <= code < 600:
             target = out.refused
         else:
@@ -337,12 +308,12 @@ class SmtpTransport:
         for rcpt in rcpts:
             target[rcpt] = reply
         if not out.drop:
-            _rset(conn, out)
+            rset(conn, out)
         return out
 
     def _drop(self) -> None:
         if self._conn is not None:
-            _close(self._conn)
+            close_quietly(self._conn)
             self._conn = None
 
     def close(self) -> None:
@@ -353,40 +324,5 @@ class SmtpTransport:
             except (*_CONNECTION_ERRORS, smtplib.SMTPException):
                 pass
             finally:
-                _close(self._conn)
+                close_quietly(self._conn)
                 self._conn = None
-
-
-def _rset(conn: Session, out: _Outcome) -> None:
-    try:
-        code, _ = conn.rset()
-    except (smtplib.SMTPException, OSError):
-        out.drop = True
-        return
-    out.drop = out.drop or code != 250
-
-
-def _close(conn: smtplib.SMTP) -> None:
-    with contextlib.suppress(OSError):
-        conn.close()
-
-
-def _refusing_all(where: str, reason: str) -> str:
-    return (f"SMTP server {where} took none of the last {REFUSALS_TO_STOP} messages ({reason}); "
-            "the rest stays due and the next run tries again")
-
-
-def _with(said: str | None, last: str) -> str:
-    return last if said is None or said in last else f"{said}; then {last}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPConnectError):
-        return _reply(exc.smtp_code, exc.smtp_error)
-    if isinstance(exc, Late):
-        return str(exc)
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out waiting for the server"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return str(exc) or type(exc).__name__
