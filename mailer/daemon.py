@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +26,7 @@ from mailer.shell.settings import Settings
 
 log = logging.getLogger("mentor_mailer")
 MISFIRE_GRACE = 6 * 3600  # seconds: a daemon suspended overnight still runs when it wakes
+RETRY_MINUTES = 5  # a fire that found the run lock held tries again this soon
 
 
 class Daemon:
@@ -47,7 +48,9 @@ class Daemon:
             try:
                 report = run(self.settings, now=now, stop=self.stopping.is_set)
             except LockBusy as exc:
-                log.warning("%s run skipped: %s", stamp, exc)
+                # a cron run (or another tool) has the ledger: try again soon, not at tomorrow's fire
+                log.warning("%s run skipped: %s; trying again in %d minutes", stamp, exc, RETRY_MINUTES)
+                self._wake(now + timedelta(minutes=RETRY_MINUTES))
                 return None
             except MailerError as exc:
                 log.error("%s run failed: %s", stamp, str(exc).replace("\n", "; "))
@@ -55,7 +58,20 @@ class Daemon:
             self.runs += 1
             level = logging.INFO if report.exit_code == 0 else logging.WARNING
             log.log(level, "%s run: %s", stamp, report.summary())
+            if report.next_due is not None:
+                self._wake(report.next_due)  # a participant's own send hour may come before the next fire
             return report
+
+    def _wake(self, at: datetime) -> None:
+        """One extra run at `at`, unless the schedule fires first (the fast path keeps it cheap anyway)."""
+        if self.scheduler is None or self.stopping.is_set():
+            return
+        fire = self.scheduler.get_job("run")
+        nxt = fire.next_run_time if fire is not None else None
+        if nxt is not None and nxt <= at:
+            return
+        self.scheduler.add_job(self.job, "date", run_date=at, id="wake", replace_existing=True,
+                               misfire_grace_time=MISFIRE_GRACE)
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
         log.info("signal %s: finishing the message in flight, then stopping", signal.Signals(signum).name)
@@ -75,6 +91,9 @@ class Daemon:
             self.scheduler = BlockingScheduler(timezone=timezone,
                                                executors={"default": {"type": "threadpool", "max_workers": 1}})
             self.scheduler.add_job(self.job, trigger, id="run", coalesce=True, max_instances=1,
+                                   misfire_grace_time=MISFIRE_GRACE)
+            # started (or restarted after a crash): run now rather than at the next fire; nothing due is cheap
+            self.scheduler.add_job(self.job, "date", run_date=datetime.now(timezone), id="wake",
                                    misfire_grace_time=MISFIRE_GRACE)
             previous = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
             try:

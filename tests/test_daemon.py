@@ -218,3 +218,37 @@ def test_sigterm_finishes_the_message_in_flight_and_releases_the_lock(
                            text=True, timeout=60, check=False)
     assert after.returncode == 0, after.stderr  # the lock was released: the rest goes out
     assert len(smtp_server.accepted()) == 5
+
+
+def test_a_restarted_serve_runs_at_once_not_at_the_next_fire(settings: Settings, tmp_path: Path) -> None:
+    """After a crash or a reboot, `serve` does not wait for tomorrow's fire while something is due."""
+    _today_program(settings, pairs=3)
+    env = _env(settings, MENTOR_MAILER_SCHEDULE="0 0 1 1 *")  # the next fire is months away
+    log = tmp_path / "serve.log"
+    outbox = settings.outbox_path / "new"
+    with _serving(env, log) as daemon:
+        _wait(lambda: outbox.exists() and len(list(outbox.iterdir())) >= 3, daemon, log, "the start-up run")
+        assert _stop(daemon) == 0, log.read_text()
+    assert "sent 3," in _runs(log)[0]
+
+
+def test_a_fire_that_finds_the_lock_held_tries_again_in_minutes(settings: Settings) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    zone = ZoneInfo("America/New_York")
+    daemon = Daemon(settings)
+    daemon.scheduler = BackgroundScheduler(timezone=zone)
+    daemon.scheduler.add_job(daemon.job, cron_trigger("0 9 * * *", zone), id="run")
+    daemon.scheduler.start(paused=True)  # jobs are computed, none runs
+    try:
+        now = datetime(2019, 8, 1, 13, 5, tzinfo=UTC)
+        with run_lock(settings.database_path):
+            assert daemon.job(now=now) is None  # a cron run holds the ledger
+        wake = daemon.scheduler.get_job("wake")
+        assert wake is not None and wake.next_run_time == now + timedelta(minutes=5)
+        report = daemon.job(now=now + timedelta(minutes=5))
+        assert report is not None and report.sent == 9  # the others wait for 09:00 in their own zones
+        # ... and the daemon wakes for them then, not at tomorrow's fire
+        assert report.next_due is not None and daemon.scheduler.get_job("wake").next_run_time == report.next_due
+    finally:
+        daemon.scheduler.shutdown(wait=False)
