@@ -404,3 +404,24 @@ def test_a_step_removed_after_it_went_out_stays_visible_in_status(
     [cohort] = json.loads(capsys.readouterr().out)
     [welcome] = [s for s in cohort["steps"] if s["step"] == "welcome"]
     assert welcome["description"] == "(no longer in the program)" and welcome["counts"]["outbox only"] == 11
+
+
+def test_the_readmes_backup_command_works_as_written(program: Path, tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    [line] = [m for m in re.findall(r"^sqlite3 .*$", readme, flags=re.M) if ".backup" in m]
+    assert cli(program, "run", "--now", WELCOME) == 0
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    command = line.replace("/srv/mentoring", str(program)).replace("/srv/backups", str(backups))
+    subprocess.run(["bash", "-c", command], check=True, timeout=60)
+    [copy] = list(backups.iterdir())
+    conn = sqlite3.connect(copy)
+    try:
+        assert conn.execute("SELECT count(*) FROM messages WHERE state = 'sent'").fetchone()[0] == 11
+    finally:
+        conn.close()
