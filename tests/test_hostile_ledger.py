@@ -109,3 +109,22 @@ def test_a_lock_that_cannot_be_made_is_one_sentence(program: Path, capsys: pytes
     assert cli(program, "run", "--now", WELCOME) == 2
     err = capsys.readouterr().err
     assert "mentor-mailer.sqlite3.lock: cannot create the lock file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("loop", "expected"), [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}",
+     "trend.txt.j2:4: renders more than 262144 characters (a loop that runs away?)"),
+    ("{% for i in range(200000) %}x{% endfor %}", "trend.txt.j2:4: template error: OverflowError: Range too big"),
+    ("{{ 1 // 0 }}", "trend.txt.j2:4: template error: ZeroDivisionError"),
+])
+def test_a_template_that_runs_away_is_a_problem_with_file_and_line(
+        program: Path, loop: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    template = program / "templates" / "email" / "trend.txt.j2"
+    lines = template.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) > 3
+    lines.insert(3, loop + "\n")  # inside the body block, as line 4
+    template.unlink()
+    template.write_text("".join(lines), encoding="utf-8")
+    assert cli(program, "check") == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err

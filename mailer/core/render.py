@@ -93,15 +93,18 @@ class Renderer:
                 raise InputError([Problem(f"templates/email/{name}", None, "subject", "renders empty")])
             context = {**context, "subject": subject[:MAX_SUBJECT]}
             if markdown_step:
-                body = self._md_body.render({**context, "md_template": name})
-                _check_size(body, name)
-                text = self._in_layout["txt"].render({**context, "md_body": markdown.to_text(body)})
-                html = self._in_layout["html"].render({**context, "md_body": markdown.to_html(body)})
+                body = _bounded(self._md_body, {**context, "md_template": name}, name)
+                text = _bounded(self._in_layout["txt"], {**context, "md_body": markdown.to_text(body)}, name)
+                html = _bounded(self._in_layout["html"], {**context, "md_body": markdown.to_html(body)}, name)
             else:
-                text = first.render(context)
+                text = _bounded(first, context, name)
                 name = f"{template}.html.j2"
-                html = self.env.get_template(name).render(context)
-        except TemplateError as exc:
+                html = _bounded(self.env.get_template(name), context, name)
+        except InputError:
+            raise
+        except (TemplateError, ArithmeticError, ValueError, TypeError, LookupError, RecursionError) as exc:
+            # a template is the coordinator's code: whatever it raises (the sandbox's "range too big", a
+            # division by zero) is a problem in that file, with its line, never a traceback
             raise InputError([template_problem(exc, name)]) from None
         _check_size(text, name if markdown_step else f"{template}.txt.j2")
         _check_size(html, name)
@@ -115,6 +118,38 @@ def _subject(template: Template, context: dict[str, Any], name: str) -> str:
     return "".join(template.blocks["subject"](template.new_context(context)))
 
 
+def _bounded(template: Template, context: dict[str, Any], name: str) -> str:
+    """Render as a stream and stop at MAX_BODY: a runaway loop is caught as it runs, never after it has
+    filled the memory."""
+    parts: list[str] = []
+    size = 0
+    stream: Any = template.generate(context)
+    for part in stream:
+        parts.append(part)
+        size += len(part)
+        if size > MAX_BODY:
+            line = _line_now(stream, template)
+            stream.close()
+            raise InputError([Problem(f"templates/email/{name}", line, None,
+                                      f"renders more than {MAX_BODY} characters (a loop that runs away?); an "
+                                      "email is far shorter")])
+    return "".join(parts)
+
+
+def _line_now(stream: Any, template: Template) -> int | None:
+    """The template line a paused render is at: the innermost generator's frame, mapped back by Jinja."""
+    inner = stream
+    while getattr(inner, "gi_yieldfrom", None) is not None:
+        inner = inner.gi_yieldfrom
+    frame = getattr(inner, "gi_frame", None)
+    if frame is None:
+        return None
+    try:
+        return template.get_corresponding_lineno(frame.f_lineno)
+    except (AttributeError, IndexError, ValueError):
+        return None
+
+
 def _check_size(body: str, name: str) -> None:
     if len(body) > MAX_BODY:
         raise InputError([Problem(f"templates/email/{name}", None, None,
@@ -125,17 +160,20 @@ def template_problem(exc: Exception, name: str) -> Problem:
     """Where a Jinja2 error arose, as the coordinator would look for it."""
     filename = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
     line = getattr(exc, "lineno", None)
-    if isinstance(exc, UndefinedError):
+    if not isinstance(exc, TemplateSyntaxError):
         tb = exc.__traceback__
         while tb is not None:  # jinja2 rewrites frames so the template's own line is in the traceback
             if tb.tb_frame.f_code.co_filename.endswith(".j2"):
                 filename, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
             tb = tb.tb_next
+    if isinstance(exc, UndefinedError):
         msg = f"undefined variable: {exc.message}"
     elif isinstance(exc, TemplateSyntaxError):
         msg = f"template syntax error: {exc.message}"
-    else:
+    elif isinstance(exc, TemplateError):
         msg = f"template error: {exc}"
+    else:
+        msg = f"template error: {type(exc).__name__}: {exc}"
     shown = "templates/email/" + Path(str(filename)).name
     return Problem(shown, line, None, msg)
 
