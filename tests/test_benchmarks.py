@@ -35,6 +35,7 @@ def test_quick_run_prints_every_case_and_every_ratio(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MENTOR_MAILER_")}
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--pairs", "200", "--repeat", "1",
+         "--scale-pairs", "40", "--rehearsal-repeat", "1", "--startup-repeat", "3",
          "--out", str(tmp_path / "bench")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from mailer.core import listen
 from mailer.core.inbound import Inbound
+from mailer.errors import LedgerError
 from mailer.shell import inbox_store
 from mailer.shell.ledger import Ledger
 from mailer.shell.mailbox import MessageRef
@@ -53,6 +53,6 @@ def test_a_failed_transaction_leaves_neither_place_nor_effect(tmp_path: Path) ->
            listen.Suppression("a@example.org", "unsubscribed", None, None))
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         ledger.conn.execute("CREATE TRIGGER boom BEFORE INSERT ON suppressions BEGIN SELECT RAISE(ABORT, 'x'); END")
-        with pytest.raises(sqlite3.IntegrityError, match="x"):  # the trigger's abort, like a crash mid-record
+        with pytest.raises(LedgerError, match="SQLite reports: x"):  # the trigger's abort, like a crash mid-record
             inbox_store.record(ledger, MessageRef("m", 1, "1"), DATA, INBOUND, bad, NOW)
         assert count(ledger, "inbound") == 0 and count(ledger, "rsvps") == 0
