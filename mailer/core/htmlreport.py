@@ -203,7 +203,7 @@ def _plan(upcoming: Sequence[Occurrence]) -> str:
     out = []
     for o in upcoming:
         local = o.due_at.astimezone(o.cohort.timezone)
-        to = ", ".join(o.pair.person(role).email for role in o.recipients())
+        to = ", ".join(o.pair.person(role).email for role in o.addressed()) + o.left_out_note
         out.append(f'<tr><td><time datetime="{local.isoformat()}">{local.date().isoformat()}</time> '
                    f"{local:%H:%M}</td><td>{_e(o.cohort.id)}</td><td>{_pair_names(o.pair)}</td>"
                    f"<td>{_e(_occ_step(o))}</td><td>{_e(to)}</td></tr>\n")

@@ -93,7 +93,8 @@ def plan_rows(occurrences: Iterable[Occurrence]) -> list[dict[str, object]]:
             "cohort": o.cohort.id,
             "pair": o.pair.id,
             "step": o.step.key,
-            "to": [o.pair.person(r).email for r in o.recipients()],
+            "to": [o.pair.person(r).email for r in o.addressed()],
             "key": o.key,
+            "left_out": [f"{o.pair.person(r).email}: {why}" for r, why in o.left_out],
         })
     return rows

@@ -32,6 +32,7 @@ from mailer.core.records import (
     LedgerView,
     Row,
     SentInvite,
+    Suppressed,
 )
 from mailer.errors import LedgerError
 from mailer.shell.migrations import MIGRATIONS
@@ -140,7 +141,13 @@ class Ledger:
         return LedgerView(settled=frozenset(self.settled_keys(now, channel=channel, catch_up=catch_up)),
                           retrying=frozenset(self.retrying_keys()), invites=tuple(self.sent_invites()),
                           history=self.status_history(),
-                          trial=frozenset(self.trial_keys()) if channel == SMTP else frozenset())
+                          trial=frozenset(self.trial_keys()) if channel == SMTP else frozenset(),
+                          suppressed=self.suppressed())
+
+    def suppressed(self) -> dict[str, Suppressed]:
+        """The addresses the inbox stopped prompts to (shell/inbox_store.py writes them), by lower-case address."""
+        return {r["address"].lower(): Suppressed(r["address"].lower(), r["reason"], r["since"], r["detail"])
+                for r in self.conn.execute("SELECT address, reason, since, detail FROM suppressions")}
 
     def settled_keys(self, now: datetime, *, channel: str = OUTBOX, catch_up: bool = False) -> set[str]:
         """Keys a run must not send now: final ones, deferred ones not yet due for another try, and uncertain
