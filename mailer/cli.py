@@ -349,7 +349,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     console = _console()
     for c in cohorts:
         table = Table("step", "due", "sent", "skipped", "failed", "other",
-                      title=f"{c.cohort}: {c.name} ({c.pairs} pairs) — next: {c.next_step or 'year complete'}")
+                      title=f"{c.cohort}: {c.name} ({c.pair_count} pairs) — next: {c.next_step or 'year complete'}")
         for s in c.steps:
             other = sum(v for k, v in s.counts.items() if k not in ("sent", "skipped", "failed"))
             table.add_row(s.step, s.due, str(s.counts["sent"]), str(s.counts["skipped"]),

@@ -20,6 +20,7 @@ from mailer.core.year import year_schedule
 from mailer.errors import InputError
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
+from mailer.shell import inbox_store
 from mailer.shell.files import private_dir, write_private
 from mailer.shell.ledger import Ledger
 from mailer.shell.settings import Settings
@@ -49,7 +50,7 @@ def status(settings: Settings, *, now: datetime, cohorts: list[str] | None = Non
     if not settings.database_path.exists():
         return cohort_status(plan, {}, [])
     with Ledger.open(settings.database_path) as ledger:
-        return cohort_status(plan, ledger.counts(), ledger.trouble())
+        return cohort_status(plan, ledger.counts(), ledger.trouble(), inbox_store.heard(ledger))
 
 
 def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: str | None = None,
@@ -105,10 +106,13 @@ def html_report(settings: Settings, out: Path, *, now: datetime) -> Path:
     """The coordinator's report page: timeline per cohort, failures, the next run's plan."""
     plan = current_plan(settings, now=now)
     rows = []
+    heard = None
     if settings.database_path.exists():
         with Ledger.open(settings.database_path) as ledger:
             rows = ledger.rows()
-    page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now)
+            heard = inbox_store.heard(ledger) if settings.inbox else None
+    page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now, heard=heard,
+                         no_contact_days=settings.no_contact_days)
     write_private(out, page.encode("utf-8"), make_parent=True)
     return out
 

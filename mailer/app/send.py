@@ -82,7 +82,8 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
                     retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up,
                     checkins=settings.checkins, unsubscribe_url=settings.unsubscribe_url)
             if settings.digest:
-                digests.send_digests(plan, ledger, transport, report)
+                digests.send_digests(plan, ledger, transport, report, listening=settings.inbox is not None,
+                                     no_contact_days=settings.no_contact_days)
             if plain:
                 fastpath.remember(ledger, plan, report, fingerprint)
         finally:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import quote
 
 from mailer.core import mime, tokens
 from mailer.core.dates import fmt_date, fmt_day, fmt_range, fmt_time
@@ -69,6 +68,12 @@ class Links:
     checkin: dict[str, Any] | None = None  # for the base layouts: {"question", "answers": [{"label", "href"}]}
 
 
+def _quote(text: str) -> str:
+    """RFC 3986 percent-encoding for a mailto: subject (urllib.parse would pull the network modules into core)."""
+    safe = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    return "".join(ch if ch in safe else "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in text)
+
+
 def is_prompt(occ: Occurrence) -> bool:
     """A step of the year without an invitation: invitations, their updates and cancellations are not prompts."""
     return occ.change is None and not occ.has_invite
@@ -94,7 +99,7 @@ def links(occ: Occurrence, secret: bytes, *, checkins: bool = True, unsubscribe_
         answers = []
         for answer, label in CHECKIN_ANSWERS:
             tok = tokens.make_checkin(secret, occ.cohort.id, occ.pair.id, occ.step.key, answer)
-            answers.append({"label": label, "href": f"mailto:{coord}?subject={quote(f'{label} ({tok})')}"})
+            answers.append({"label": label, "href": f"mailto:{coord}?subject={_quote(f'{label} ({tok})')}"})
         checkin = {"question": CHECKIN_QUESTION, "answers": answers}
     return Links(tuple(headers), checkin)
 
