@@ -98,3 +98,18 @@ def test_a_dry_run_and_plan_say_who_is_left_out_and_why(settings: Settings, sent
     assert rows and all(r["to"] == ["margaret.okafor@example.org"] for r in rows)
     assert all(r["left_out"] == ["lukasz.wojcik@example.com: it unsubscribed (since 2020-01-21)"] for r in rows
                if "mentor" not in str(r["key"]))
+
+
+def test_an_invitation_already_held_still_gets_its_update(settings: Settings, sent: Sent,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    box = maildir(tmp_path / "Maildir", [unsubscribe(sent)])
+    inbox.run(replace_settings(settings, inbox=f"maildir:{box}"), now=NOW)
+    cohort = settings.program_dir / "cohorts/2019-2020/cohort.toml"
+    cohort.write_text(cohort.read_text(encoding="utf-8").replace("time = 12:30:00", "time = 13:00:00"),
+                      encoding="utf-8")
+    report = send(settings, now=utc(2020, 1, 22, 15))
+    assert report.invites["UPDATE"] > 0
+    with Ledger.open(settings.database_path) as ledger:
+        update = ledger.conn.execute("SELECT recipients FROM messages WHERE key LIKE '2019-2020/p03/%update%'"
+                                     ).fetchone()
+    assert update is not None and "lukasz.wojcik@example.com" in update[0]  # he holds it: he hears of the change

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from mailer.core.compose import build_message, context, message_id, template_name
+from mailer.core.compose import build_message, context, links, message_id, template_name
 from mailer.core.htmlreport import render_report
 from mailer.core.occurrence import InviteChange, Occurrence
 from mailer.core.plan import HORIZON, Plan, build_plan
@@ -65,13 +65,17 @@ def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: 
     if len({o.cohort.id for o in matches}) > 1:
         raise InputError([f"pair '{pair}' is in several cohorts; add --cohort"])
     occ = matches[0]
-    rendered = renderer_for(program.templates_dir).render(context(program, occ), template_name(occ))
+    # signed with a stand-in secret: a preview's links show their shape, and no real token leaves the ledger
+    extra = links(occ, b"preview", checkins=settings.checkins, unsubscribe_url=settings.unsubscribe_url)
+    rendered = renderer_for(program.templates_dir).render(context(program, occ, checkin=extra.checkin),
+                                                          template_name(occ))
     if fmt == "html":
         return rendered.html
     if fmt == "eml":
         ics = _ics(occ, now) if occ.has_invite else None
         domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
-        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now, ics=ics)
+        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now, ics=ics,
+                             extra=extra.headers)
         return data.decode("ascii").replace("\r\n", "\n")
     return f"Subject: {rendered.subject}\n\n{rendered.text}"
 
