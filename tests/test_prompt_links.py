@@ -66,7 +66,8 @@ def test_checkins_can_be_turned_off(settings: Settings) -> None:
 def test_a_clicked_checkin_and_a_pair_unsubscribe_are_recorded(settings: Settings, tmp_path: Path) -> None:
     send(settings, now=utc(2020, 1, 20, 15), catch_up=True, new_ledger=True)
     welcome = _outbox(settings)["2019-2020/p03/welcome"]
-    help_href = next(line for line in _text(welcome).splitlines() if "We'd like help" in line)
+    lines = _text(welcome).splitlines()
+    help_href = lines[lines.index("- We'd like help:") + 1]  # the link on its own line, under its label
     subject = urllib.parse.unquote(help_href.split("subject=", 1)[1].rstrip(">"))
     unsub = str(welcome["List-Unsubscribe"]).split("subject=", 1)[1].split(">", 1)[0]  # type: ignore[index]
     mails = [(f"From: margaret.okafor@example.org\r\nTo: mentoring@example.org\r\nSubject: {subject}\r\n"

@@ -124,15 +124,22 @@ def sections(program: Program, heard: Heard, *, cohorts: Sequence[str], now: dat
     out = [(f"Pairs with no sign of contact for {days} days", silent or ["None."])]
 
     lines = []
+    tally: dict[tuple[str, str], dict[str, int]] = {}
     for (cohort, pair_id), pair in sorted(names.items()):
         if cohort not in wanted:
             continue
         for conference, answers in rsvp_of(heard, cohort, pair_id).items():
+            for word in answers.values():
+                counts = tally.setdefault((cohort, conference), {})
+                counts[word] = counts.get(word, 0) + 1
             people = {p.ascii_email.lower(): p.name for p in pair.people()}
             said = ", ".join(f"{people.get(a.lower(), a)}: {'no answer' if w == NO_ANSWER else w}"
                              for a, w in answers.items())
             lines.append(f"{conference}, {cohort} pair {pair.id}: {said}")
-    out.append(("RSVPs to the meetup invitations", lines or ["No invitations sent yet."]))
+    totals = [f"{conference} ({cohort}): " + ", ".join(
+        f"{n} {'no answer' if w == NO_ANSWER else w}" for w in (*RSVP_WORDS.values(), NO_ANSWER) if (n := c.get(w)))
+        for (cohort, conference), c in sorted(tally.items())]
+    out.append(("RSVPs to the meetup invitations", totals + lines or ["No invitations sent yet."]))
 
     lines = []
     for (cohort, pair_id), steps in sorted(heard.checkins.items()):
@@ -149,7 +156,9 @@ def sections(program: Program, heard: Heard, *, cohorts: Sequence[str], now: dat
         where = whose.get(s.address)
         if where is None or where[0] in wanted:
             of = f" ({where[0]} pair {where[1]})" if where else ""
-            words = f"; the server said: {s.detail}" if s.detail else ""
+            said = {"hard-bounce": "the server said", "soft-bounces": "the server said last",
+                    "complaint": "report type"}.get(s.reason, "how")
+            words = f"; {said}: {s.detail}" if s.detail else ""
             lines.append(f"{s.address}{of}: {s.reason} since {s.since[:10]}{words}")
     out.append(("No more prompts to these addresses", lines or ["None."]))
 
