@@ -212,7 +212,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     table = Table("date", "cohort", "pair", "step", "to", title=f"{len(rows)} message(s) coming up")
     for r in rows:
         table.add_row(str(r["date"]), str(r["cohort"]), str(r["pair"]), str(r["step"]),
-                      ", ".join(r["to"]))  # type: ignore[arg-type]
+                      ", ".join([*r["to"], *(f"left out: {x}" for x in r["left_out"])]))  # type: ignore[attr-defined,misc]
     _console().print(table)
     return EXIT_OK
 
@@ -235,7 +235,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                      new_ledger=args.new_ledger, skip_late=args.skip_late)
     if report.dry_run:
         for occ in report.planned:
-            to = ", ".join(occ.pair.person(r).email for r in occ.recipients())
+            to = ", ".join(occ.pair.person(r).email for r in occ.addressed()) + occ.left_out_note
             print(f"would send  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  to {to}")
         for occ in report.planned_skips:
             print(f"would skip  {occ.due_at.astimezone(occ.cohort.timezone):%Y-%m-%d %H:%M}  {occ.key}  "
@@ -349,7 +349,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     console = _console()
     for c in cohorts:
         table = Table("step", "due", "sent", "skipped", "failed", "other",
-                      title=f"{c.cohort}: {c.name} ({c.pairs} pairs) — next: {c.next_step or 'year complete'}")
+                      title=f"{c.cohort}: {c.name} ({c.pair_count} pairs) — next: {c.next_step or 'year complete'}")
         for s in c.steps:
             other = sum(v for k, v in s.counts.items() if k not in ("sent", "skipped", "failed"))
             table.add_row(s.step, s.due, str(s.counts["sent"]), str(s.counts["skipped"]),

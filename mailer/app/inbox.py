@@ -15,12 +15,13 @@ from datetime import datetime
 
 from mailer.core import listen
 from mailer.core.inbound import Inbound
-from mailer.errors import InputError
+from mailer.core.model import Program
+from mailer.errors import ConfigError, InputError
 from mailer.load.inbound import recognise
 from mailer.load.program import load_program
 from mailer.shell import inbox_store
 from mailer.shell.ledger import Ledger
-from mailer.shell.mailbox import Mailbox, MessageRef, open_mailbox
+from mailer.shell.mailbox import Mailbox, MailboxError, MessageRef, open_mailbox
 from mailer.shell.settings import Settings
 
 
@@ -96,33 +97,53 @@ def run(settings: Settings, *, now: datetime, dry_run: bool = False,
         raise InputError(["--now must carry a time zone offset, e.g. 2020-01-15T14:00:00Z"])
     program = load_program(settings.program_dir)
     box = mailbox if mailbox is not None else open_mailbox(settings)
-    report = InboxReport(mailbox=box.name, dry_run=dry_run)
     try:
         with Ledger.open(settings.database_path) as ledger:
-            known = inbox_store.places(ledger, box.name)
-            refs = box.refs()
-            fresh = [r for r in refs if (r.uidvalidity, r.uid) not in known]
-            # recorded by a run that stopped before moving them: move now, act never again
-            to_move = [r for r in refs if (p := known.get((r.uidvalidity, r.uid))) is not None
-                       and p.outcome in (inbox_store.ACTED, inbox_store.DUPLICATE) and not p.moved]
-            view = inbox_store.sent_view(ledger, program)
-            for ref, data in box.fetch(fresh):
-                inbound = recognise(data)
-                effects = listen.decide(inbound, view)
-                if dry_run:
-                    report.handled.append(Handled(ref, inbound, effects,
-                                                  "would act" if listen.acts(effects) else "would leave"))
-                    continue
-                outcome = inbox_store.record(ledger, ref, data, inbound, effects, now)
-                report.handled.append(Handled(ref, inbound, effects, outcome))
-                if outcome in (inbox_store.ACTED, inbox_store.DUPLICATE):
-                    to_move.append(ref)
-                if outcome == inbox_store.ACTED and any(isinstance(e, listen.SoftBounce) for e in effects):
-                    view = replace(view, soft_bounces=inbox_store.soft_bounces(ledger))
-            if not dry_run and to_move:
-                box.move_processed(to_move)
-                inbox_store.mark_moved(ledger, to_move)
-                report.moved = len(to_move)
+            return process(ledger, program, box, now=now, dry_run=dry_run)
     finally:
         box.close()
+
+
+def before_run(settings: Settings, ledger: Ledger, *, now: datetime) -> tuple[InboxReport | None, str | None]:
+    """`run` and `serve` read the inbox first, under the run lock, so the plan honours what arrived (an
+    unsubscribe, a bounce). A mailbox that cannot be read is reported and the run goes on sending."""
+    try:
+        box = open_mailbox(settings)
+    except (ConfigError, MailboxError) as exc:
+        return None, f"the inbox was not read: {exc}; the run went on sending"
+    try:
+        return process(ledger, load_program(settings.program_dir), box, now=now), None
+    except MailboxError as exc:
+        return None, f"the inbox {box.name} was not read to the end: {exc}; the run went on sending"
+    finally:
+        box.close()
+
+
+def process(ledger: Ledger, program: Program, box: Mailbox, *, now: datetime, dry_run: bool = False) -> InboxReport:
+    """Read, recognise, decide and record each new message of `box`, then move what was the program's."""
+    report = InboxReport(mailbox=box.name, dry_run=dry_run)
+    known = inbox_store.places(ledger, box.name)
+    refs = box.refs()
+    fresh = [r for r in refs if (r.uidvalidity, r.uid) not in known]
+    # recorded by a run that stopped before moving them: move now, act never again
+    to_move = [r for r in refs if (p := known.get((r.uidvalidity, r.uid))) is not None
+               and p.outcome in (inbox_store.ACTED, inbox_store.DUPLICATE) and not p.moved]
+    view = inbox_store.sent_view(ledger, program)
+    for ref, data in box.fetch(fresh):
+        inbound = recognise(data)
+        effects = listen.decide(inbound, view)
+        if dry_run:
+            report.handled.append(Handled(ref, inbound, effects,
+                                          "would act" if listen.acts(effects) else "would leave"))
+            continue
+        outcome = inbox_store.record(ledger, ref, data, inbound, effects, now)
+        report.handled.append(Handled(ref, inbound, effects, outcome))
+        if outcome in (inbox_store.ACTED, inbox_store.DUPLICATE):
+            to_move.append(ref)
+        if outcome == inbox_store.ACTED and any(isinstance(e, listen.SoftBounce) for e in effects):
+            view = replace(view, soft_bounces=inbox_store.soft_bounces(ledger))
+    if not dry_run and to_move:
+        box.move_processed(to_move)
+        inbox_store.mark_moved(ledger, to_move)
+        report.moved = len(to_move)
     return report

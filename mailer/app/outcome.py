@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from mailer.core.model import BrokenCohort
 from mailer.core.occurrence import Occurrence
 from mailer.core.records import DEFERRED, FAILED, SENT, SKIPPED, UNCERTAIN
 from mailer.errors import EXIT_OK, EXIT_SEND_FAILED, Problem, TransportError
+
+if TYPE_CHECKING:
+    from mailer.app.inbox import InboxReport
 
 
 @dataclass(slots=True)
@@ -48,6 +52,7 @@ class RunReport:
     idle: bool = False  # nothing was due: the run stopped at the fast path
     next_due: datetime | None = None  # the next time a message of the year falls due
     pending: bool = False  # something due now was left (a limit, a signal, a retry): no idle fast path
+    inbox: InboxReport | None = None  # what the run read from the inbox first (MENTOR_MAILER_INBOX)
 
     def count(self, occ: Occurrence, state: str) -> None:
         self.by_step[(occ.cohort.id, occ.step_label, state)] += 1
@@ -94,4 +99,6 @@ class RunReport:
                      "(is the clock right? --catch-up sends them, --skip-late records them as skipped)")
         if self.stopped:
             line += "; stopped early by a signal"
+        if self.inbox is not None and self.inbox.handled:
+            line += f"; inbox: {len(self.inbox.handled)} read, {self.inbox.outcomes['acted']} acted on"
         return line

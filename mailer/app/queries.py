@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from mailer.core.compose import build_message, context, message_id, template_name
+from mailer.core.compose import build_message, context, links, message_id, template_name
 from mailer.core.htmlreport import render_report
 from mailer.core.occurrence import InviteChange, Occurrence
 from mailer.core.plan import HORIZON, Plan, build_plan
@@ -20,6 +20,7 @@ from mailer.core.year import year_schedule
 from mailer.errors import InputError
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
+from mailer.shell import inbox_store
 from mailer.shell.files import private_dir, write_private
 from mailer.shell.ledger import Ledger
 from mailer.shell.settings import Settings
@@ -49,7 +50,7 @@ def status(settings: Settings, *, now: datetime, cohorts: list[str] | None = Non
     if not settings.database_path.exists():
         return cohort_status(plan, {}, [])
     with Ledger.open(settings.database_path, readonly=True) as ledger:
-        return cohort_status(plan, ledger.counts(), ledger.trouble())
+        return cohort_status(plan, ledger.counts(), ledger.trouble(), inbox_store.heard(ledger))
 
 
 def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: str | None = None,
@@ -64,13 +65,17 @@ def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: 
     if len({o.cohort.id for o in matches}) > 1:
         raise InputError([f"pair '{pair}' is in several cohorts; add --cohort"])
     occ = matches[0]
-    rendered = renderer_for(program.templates_dir).render(context(program, occ), template_name(occ))
+    # signed with a stand-in secret: a preview's links show their shape, and no real token leaves the ledger
+    extra = links(occ, b"preview", checkins=settings.checkins, unsubscribe_url=settings.unsubscribe_url)
+    rendered = renderer_for(program.templates_dir).render(context(program, occ, checkin=extra.checkin),
+                                                          template_name(occ))
     if fmt == "html":
         return rendered.html
     if fmt == "eml":
         ics = _ics(occ, now) if occ.has_invite else None
         domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
-        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now, ics=ics)
+        data = build_message(occ, rendered, msg_id=message_id(b"preview", occ.key, domain), now=now, ics=ics,
+                             extra=extra.headers)
         return data.decode("ascii").replace("\r\n", "\n")
     return f"Subject: {rendered.subject}\n\n{rendered.text}"
 
@@ -105,10 +110,13 @@ def html_report(settings: Settings, out: Path, *, now: datetime) -> Path:
     """The coordinator's report page: timeline per cohort, failures, the next run's plan."""
     plan = current_plan(settings, now=now)
     rows = []
+    heard = None
     if settings.database_path.exists():
         with Ledger.open(settings.database_path, readonly=True) as ledger:
             rows = ledger.rows()
-    page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now)
+            heard = inbox_store.heard(ledger) if settings.inbox else None
+    page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now, heard=heard,
+                         no_contact_days=settings.no_contact_days)
     write_private(out, page.encode("utf-8"), make_parent=True)
     return out
 

@@ -14,9 +14,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mailer.app import digests, fastpath, guards
+from mailer.app import digests, fastpath, guards, inbox
 from mailer.app.outcome import RunReport
-from mailer.core.compose import build_message, context, envelope, message_id, template_name
+from mailer.core.compose import build_message, context, envelope, links, message_id, template_name
 from mailer.core.meetups import details
 from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence
@@ -27,6 +27,7 @@ from mailer.core.render import Renderer
 from mailer.errors import InputError, Problem, TransportError
 from mailer.load.program import load_program
 from mailer.load.templates import renderer_for
+from mailer.shell import inbox_store
 from mailer.shell.ledger import Ledger
 from mailer.shell.lock import run_lock
 from mailer.shell.settings import Settings
@@ -57,12 +58,15 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
     if dry_run:
         return dry(settings, now=now, window=window, limit=limit, cohorts=cohorts, skip_late=skip_late or new_ledger)
     with run_lock(settings.database_path), Ledger.open(settings.database_path) as ledger:
+        inbox_report, inbox_trouble = inbox.before_run(settings, ledger, now=now) if settings.inbox else (None, None)
         # the files are fingerprinted before they are read: an edit saved during the run is seen by the next
         fingerprint = fastpath.fingerprint(settings)
-        if plain and fastpath.idle(ledger, fingerprint, now):
-            return RunReport(now=now, idle=True)
+        news = inbox_report is not None and inbox_report.outcomes[inbox_store.ACTED] > 0
+        if plain and not news and fastpath.idle(ledger, fingerprint, now):
+            return RunReport(now=now, idle=True, inbox=inbox_report, notes=[inbox_trouble] if inbox_trouble else [])
         program = load_program(settings.program_dir, cohort_ids=cohorts or None)
-        report = RunReport(now=now, bad_rows=list(program.skipped_rows))
+        report = RunReport(now=now, bad_rows=list(program.skipped_rows), inbox=inbox_report,
+                           notes=[inbox_trouble] if inbox_trouble else [])
         held = guards.track_broken(ledger, program, report)
         transport = transport or open_transport(settings)
         try:
@@ -75,9 +79,11 @@ def run(settings: Settings, *, now: datetime, transport: Transport | None = None
             report.notices = guards.once_a_day(ledger, report,
                                                guards.broken_notices(ledger, program, report) + plan.notices())
             execute(plan, ledger, transport, report, limit=limit, progress=progress, stop=stop,
-                    retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up)
+                    retry_after=timedelta(minutes=settings.smtp_retry_minutes), catch_up=catch_up,
+                    checkins=settings.checkins, unsubscribe_url=settings.unsubscribe_url)
             if settings.digest:
-                digests.send_digests(plan, ledger, transport, report)
+                digests.send_digests(plan, ledger, transport, report, listening=settings.inbox is not None,
+                                     no_contact_days=settings.no_contact_days)
             if plain:
                 fastpath.remember(ledger, plan, report, fingerprint)
         finally:
@@ -129,7 +135,7 @@ def open_transport(settings: Settings) -> Transport:
 def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport, *, limit: int | None = None,
             progress: Callable[[int, int], None] | None = None, renderer: Renderer | None = None,
             retry_after: timedelta = timedelta(minutes=30), stop: Callable[[], bool] | None = None,
-            catch_up: bool = False) -> RunReport:
+            catch_up: bool = False, checkins: bool = True, unsubscribe_url: str | None = None) -> RunReport:
     """Record the plan's skips, then send what is due, in order, one message at a time."""
     now, program = plan.now, plan.program
     owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"  # who claimed a row, for a person reading it
@@ -157,7 +163,8 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
                 report.stopped = True
                 break
             send_one(program, ledger, transport, renderer, occ, secret=secret, now=now,
-                     retry_after=retry_after, report=report, owner=owner, catch_up=catch_up)
+                     retry_after=retry_after, report=report, owner=owner, catch_up=catch_up, checkins=checkins,
+                     unsubscribe_url=unsubscribe_url)
             if done % CHECKPOINT_EVERY == 0:
                 ledger.checkpoint()
             if progress:
@@ -172,9 +179,10 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
 
 def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: Renderer, occ: Occurrence, *,
              secret: bytes, now: datetime, retry_after: timedelta, report: RunReport, owner: str,
-             catch_up: bool = False) -> None:
+             catch_up: bool = False, checkins: bool = True, unsubscribe_url: str | None = None) -> None:
     """Render, claim, send and record one message; a transport that cannot go on at all raises."""
-    rendered = renderer.render(context(program, occ), template_name(occ))
+    extra = links(occ, secret, checkins=checkins, unsubscribe_url=unsubscribe_url)
+    rendered = renderer.render(context(program, occ, checkin=extra.checkin), template_name(occ))
     domain = occ.cohort.coordinator.ascii_email.rpartition("@")[2]
     mid = message_id(secret, occ.key, domain)
     sender, rcpts = envelope(occ)
@@ -187,7 +195,7 @@ def send_one(program: Program, ledger: Ledger, transport: Transport, renderer: R
         return
     todo = [r for r in rcpts if r not in claim.delivered and r not in claim.refused]
     data = build_message(occ, rendered, msg_id=mid, now=now, ics=invite[1] if invite else None,
-                         method=invite[0].method if invite else "REQUEST")
+                         method=invite[0].method if invite else "REQUEST", extra=extra.headers)
     try:
         result = transport.send(Outgoing(occ.key, occ.due_at, sender, todo, data),
                                 lambda: ledger.mark_body(occ.key)) if todo else Delivery(SENT, attempts=0)
@@ -249,7 +257,7 @@ def preflight(program: Program, renderer: Renderer, send: list[Occurrence]) -> N
             continue
         seen.add(sig)
         try:
-            renderer.render(context(program, occ), template_name(occ))
+            renderer.render(context(program, occ, checkin=links(occ, b"preflight").checkin), template_name(occ))
             _invite(occ, occ.due_at)
         except InputError as exc:
             problems.extend(p for p in exc.problems if p not in problems)

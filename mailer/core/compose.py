@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from mailer.core import mime
+from mailer.core import mime, tokens
 from mailer.core.dates import fmt_date, fmt_day, fmt_range, fmt_time
 from mailer.core.model import Conference, Pair, Person, Program, Role
 from mailer.core.occurrence import Occurrence
@@ -51,7 +53,58 @@ def template_name(occ: Occurrence) -> str:
     return occ.step.template
 
 
-def context(program: Program, occ: Occurrence) -> dict[str, Any]:
+# --- check-ins and unsubscribe links ----------------------------------------------------------
+
+CHECKIN_QUESTION = "Have you two met this month? Choose one and send the email it opens:"
+CHECKIN_ANSWERS: tuple[tuple[tokens.CheckinAnswer, str], ...] = (
+    ("met", "We met this month"), ("not-yet", "Not yet"), ("help", "We'd like help"))
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """What a monthly prompt carries besides its words: List-Unsubscribe headers and check-in links."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    checkin: dict[str, Any] | None = None  # for the base layouts: {"question", "answers": [{"label", "href"}]}
+
+
+def _quote(text: str) -> str:
+    """RFC 3986 percent-encoding for a mailto: subject (urllib.parse would pull the network modules into core)."""
+    safe = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    return "".join(ch if ch in safe else "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in text)
+
+
+def is_prompt(occ: Occurrence) -> bool:
+    """A step of the year without an invitation: invitations, their updates and cancellations are not prompts."""
+    return occ.change is None and not occ.has_invite
+
+
+def links(occ: Occurrence, secret: bytes, *, checkins: bool = True, unsubscribe_url: str | None = None) -> Links:
+    """The unsubscribe headers (RFC 2369, and RFC 8058 with a URL) and check-in links of a prompt; each
+    carries a token signed with the ledger's secret, so the answer needs no table to be recognised.
+    A message to both partners carries a pair token: the inbox then stops the one who sent the request."""
+    if not is_prompt(occ):
+        return Links()
+    coord = occ.cohort.coordinator.ascii_email
+    token = tokens.make_unsubscribe(secret, occ.cohort.id, occ.pair.id, occ.role or "pair")
+    targets = [f"<mailto:{coord}?subject=unsubscribe-{token}>"]
+    headers = []
+    if unsubscribe_url:
+        targets.append(f"<{unsubscribe_url.replace('{token}', token)}>")
+    headers.append(("List-Unsubscribe", ", ".join(targets)))
+    if unsubscribe_url:
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    checkin = None
+    if checkins:
+        answers = []
+        for answer, label in CHECKIN_ANSWERS:
+            tok = tokens.make_checkin(secret, occ.cohort.id, occ.pair.id, occ.step.key, answer)
+            answers.append({"label": label, "href": f"mailto:{coord}?subject={_quote(f'{label} ({tok})')}"})
+        checkin = {"question": CHECKIN_QUESTION, "answers": answers}
+    return Links(tuple(headers), checkin)
+
+
+def context(program: Program, occ: Occurrence, *, checkin: dict[str, Any] | None = None) -> dict[str, Any]:
     """The variables every template sees; dates are formatted here, not in templates."""
     cohort, pair, step = occ.cohort, occ.pair, occ.step
     update = occ.change.change if occ.change is not None else None
@@ -71,19 +124,21 @@ def context(program: Program, occ: Occurrence) -> dict[str, Any]:
         "conference": _conference(step.conference, pair) if step.conference else None,
         "readings": list(program.readings),
         "update": update,
+        "checkin": checkin,  # the base layouts end a prompt with these links; None leaves them out
     }
 
 
 # --- MIME ------------------------------------------------------------------------------------
 
 def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: datetime,
-                  ics: bytes | None = None, method: str = "REQUEST") -> bytes:
+                  ics: bytes | None = None, method: str = "REQUEST",
+                  extra: Sequence[tuple[str, str]] = ()) -> bytes:
     """The email for one occurrence, as wire bytes: From/Reply-To the coordinator, To the recipients,
     text and HTML alternatives; with `ics`, the RFC 6047 layout that calendar clients answer:
     multipart/mixed [ multipart/alternative [ text, html, text/calendar ], invite.ics ]."""
     coord = occ.cohort.coordinator
     sender = mime.address(mime.header_safe(coord.name), coord.ascii_email)
-    to = [(mime.header_safe(occ.pair.person(r).name), occ.pair.person(r).ascii_email) for r in occ.recipients()]
+    to = [(mime.header_safe(occ.pair.person(r).name), occ.pair.person(r).ascii_email) for r in occ.addressed()]
     headers = [
         ("From", sender),
         ("To", mime.address_list(to)),
@@ -93,6 +148,7 @@ def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: date
         ("Message-ID", mime.header_safe(msg_id)),
         ("Auto-Submitted", "auto-generated"),  # RFC 3834: vacation responders should not answer
         ("X-Mentor-Mailer-Key", mime.header_safe(occ.key)),  # ids are validated on load; this is the second guard
+        *extra,
     ]
     # the boundary comes from the Message-ID, not chance: the same plan renders the same bytes
     boundary = "=_mm_" + hashlib.sha256(msg_id.encode()).hexdigest()[:24]
@@ -107,5 +163,5 @@ def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: date
 
 
 def envelope(occ: Occurrence) -> tuple[str, list[str]]:
-    """SMTP envelope: the coordinator as sender, each recipient's wire address."""
-    return occ.cohort.coordinator.ascii_email, [occ.pair.person(r).ascii_email for r in occ.recipients()]
+    """SMTP envelope: the coordinator as sender, each recipient's wire address (a partner left out is not one)."""
+    return occ.cohort.coordinator.ascii_email, [occ.pair.person(r).ascii_email for r in occ.addressed()]

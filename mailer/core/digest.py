@@ -10,6 +10,8 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from mailer.core import mime
+from mailer.core.heard import Heard
+from mailer.core.heard import sections as heard_sections
 from mailer.core.keys import parse
 from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence
@@ -39,13 +41,16 @@ def needed(facts: RunFacts) -> bool:
 
 
 def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertain: Sequence[Row],
-          upcoming: Sequence[Occurrence]) -> Rendered:
-    """The digest for the coordinator of `cohorts`, as subject, text and HTML."""
+          upcoming: Sequence[Occurrence], heard: Heard | None = None, no_contact_days: int = 45) -> Rendered:
+    """The digest for the coordinator of `cohorts`, as subject, text and HTML; with `heard` (an inbox is
+    read), what came back: silent pairs first, then RSVPs, check-ins, suppressed addresses."""
     cohort_set = set(cohorts)
     sections: list[tuple[str, list[str]]] = []
     urgent = [line for cohort, line in facts.needs_you if cohort is None or cohort in cohort_set]
     if urgent:
         sections.append(("Needs you", urgent))
+    listened = heard_sections(program, heard, cohorts=cohorts, now=facts.now, days=no_contact_days) if heard else []
+    sections += listened[:1]  # the pairs that never made contact: the coordinators' most common failure
 
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for (cohort, step, state), n in sorted(facts.by_step.items()):
@@ -81,6 +86,7 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
             coming[(o.due_at.astimezone(o.cohort.timezone).date().isoformat(), o.cohort.id, o.step.key)] += 1
     lines = [f"{day}  {cohort} / {step}: {n} message(s)" for (day, cohort, step), n in sorted(coming.items())]
     sections.append(("Due in the next 30 days", lines or ["Nothing."]))
+    sections += listened[1:]
 
     stamp = facts.now.isoformat(timespec="minutes")
     subject = f"mentor-mailer digest {facts.now.date().isoformat()}: {facts.summary}"
@@ -105,7 +111,8 @@ def message(rendered: Rendered, *, name: str, address: str, key: str, msg_id: st
     headers = [("From", who), ("To", who),
                ("Subject", mime.unstructured("Subject", mime.header_safe(rendered.subject))),
                ("Date", format_datetime(now)), ("Message-ID", msg_id),
-               ("Auto-Submitted", "auto-generated"), ("X-Mentor-Mailer-Key", key)]
+               ("Auto-Submitted", "auto-generated"), ("X-Mentor-Mailer-Key", key),
+               ("X-Auto-Response-Suppress", "All")]  # Exchange: no out-of-office or read receipts to a digest
     body = mime.multipart("alternative", "=_mm_digest", [mime.text("plain", rendered.text),
                                                           mime.text("html", rendered.html)])
     return mime.message(headers, body)

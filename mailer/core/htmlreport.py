@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from html import escape
 
+from mailer.core.heard import Heard
+from mailer.core.heard import sections as heard_sections
 from mailer.core.keys import parse
 from mailer.core.model import Cohort, Pair, Program, Step
 from mailer.core.occurrence import Occurrence
@@ -88,7 +90,7 @@ tr,.legend{break-inside:avoid}thead{display:table-header-group}a{color:inherit;t
 
 
 def render_report(program: Program, rows: Sequence[Row], upcoming: Sequence[Occurrence], *, now: datetime,
-                  title: str | None = None) -> str:
+                  title: str | None = None, heard: Heard | None = None, no_contact_days: int = 45) -> str:
     """One self-contained HTML page (no external assets: inline CSS, no JS needed, no fonts/images fetched)."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -103,12 +105,16 @@ def render_report(program: Program, rows: Sequence[Row], upcoming: Sequence[Occu
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header>\n<h1>{_e(title)}</h1>\n"
         f'<p class="meta">{_e(program.name)} · generated <time datetime="{stamp}">{stamp}</time> (UTC)</p>\n'
-        f'<nav aria-label="Sections"><ul>{nav}<li><a href="#failures">Failures ({len(trouble)})</a></li>'
+        f'<nav aria-label="Sections"><ul>{nav}'
+        + ('<li><a href="#heard">Replies and contact</a></li>' if heard is not None else "")
+        + '<li><a href="#failures">Failures ({len(trouble)})</a></li>'
         f'<li><a href="#plan">Next run\'s plan ({len(upcoming)})</a></li></ul></nav>\n'
         '<ul class="legend" aria-label="Legend: what each state means">'
         + "".join(f'<li>{_badge(s, s)} {_e(text)}</li>' for s, text in _LEGEND) + "</ul>\n</header>\n<main>\n"
     ]
     parts += [_cohort(c, rows, upcoming, now) for c in program.cohorts]
+    if heard is not None:
+        parts.append(_heard(program, heard, now, no_contact_days))
     parts += [_failures(program, trouble), _plan(upcoming), "</main>\n</body>\n</html>\n"]
     return "".join(parts)
 
@@ -176,6 +182,16 @@ def _cell(step: Step, rows: list[Row], coming: int, today: date, now_col: bool) 
             f'</time>{"".join(lines)}</td>')
 
 
+def _heard(program: Program, heard: Heard, now: datetime, days: int) -> str:
+    """What the inbox heard: silent pairs first, RSVPs, check-ins, suppressed addresses, out-of-office notes."""
+    out = ['<section id="heard" aria-labelledby="heard-h">\n<h2 id="heard-h">Replies and contact</h2>\n']
+    for title, lines in heard_sections(program, heard, cohorts=[c.id for c in program.cohorts], now=now,
+                                       days=days):
+        out.append(f"<h3>{_e(title)}</h3>\n<ul>\n" + "".join(f"<li>{_e(line)}</li>\n" for line in lines)
+                   + "</ul>\n")
+    return "".join(out) + "</section>\n"
+
+
 def _failures(program: Program, trouble: Sequence[Row]) -> str:
     head = '<section id="failures" aria-labelledby="failures-h">\n<h2 id="failures-h">Failures</h2>\n'
     if not trouble:
@@ -203,7 +219,7 @@ def _plan(upcoming: Sequence[Occurrence]) -> str:
     out = []
     for o in upcoming:
         local = o.due_at.astimezone(o.cohort.timezone)
-        to = ", ".join(o.pair.person(role).email for role in o.recipients())
+        to = ", ".join(o.pair.person(role).email for role in o.addressed()) + o.left_out_note
         out.append(f'<tr><td><time datetime="{local.isoformat()}">{local.date().isoformat()}</time> '
                    f"{local:%H:%M}</td><td>{_e(o.cohort.id)}</td><td>{_pair_names(o.pair)}</td>"
                    f"<td>{_e(_occ_step(o))}</td><td>{_e(to)}</td></tr>\n")

@@ -260,7 +260,9 @@ def _human(inbound: Inbound, view: SentView) -> tuple[Effect, ...]:
     if inbound.token is not None:
         meaning = tokens.parse(view.secret, inbound.token)
         if isinstance(meaning, tokens.Unsubscribe):
-            address = view.pairs.get((meaning.cohort, meaning.pair), {}).get(meaning.role)
+            people = view.pairs.get((meaning.cohort, meaning.pair), {})
+            # a message to both partners carries a pair token: the partner who sent the request is the one
+            address = people.get(meaning.role) or (sender if sender in people.values() else None)
             if address is not None:
                 return (Suppression(address, "unsubscribed", "unsubscribe link", None),)
         elif isinstance(meaning, tokens.Checkin) and (meaning.cohort, meaning.pair) in view.pairs:

@@ -37,6 +37,7 @@ class Occurrence:
     skip_reason: str | None = None  # set when the year's rules say this one is not sent
     change: InviteChange | None = None  # set for a meetup invitation's update or cancellation
     late: bool = False  # skipped for lateness alone: `run --catch-up` may still send it
+    left_out: tuple[tuple[Role, str], ...] = ()  # (role, why) of a partner who gets no more prompts
 
     @property
     def key(self) -> str:
@@ -57,9 +58,20 @@ class Occurrence:
         return self.step.conference is not None and self.step.conference.meetup is not None
 
     def recipients(self) -> tuple[Role, ...]:
+        """The roles the message is for (an invitation lists them all as attendees)."""
         return (self.role,) if self.role else ("mentor", "mentee")
+
+    def addressed(self) -> tuple[Role, ...]:
+        """The roles it is sent to: the recipients without a partner left out (a suppressed address)."""
+        out = {role for role, _ in self.left_out}
+        return tuple(r for r in self.recipients() if r not in out)
+
+    @property
+    def left_out_note(self) -> str:
+        """For people: who is left out of this message and why, or ''."""
+        return "".join(f" (left out: {self.pair.person(r).email}: {why})" for r, why in self.left_out)
 
 
 def with_reason(occ: Occurrence, reason: str, *, late: bool = False) -> Occurrence:
     """The same message, marked as not to be sent, with why."""
-    return Occurrence(occ.cohort, occ.pair, occ.step, occ.role, occ.due_at, reason, occ.change, late)
+    return Occurrence(occ.cohort, occ.pair, occ.step, occ.role, occ.due_at, reason, occ.change, late, occ.left_out)

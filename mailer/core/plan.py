@@ -7,13 +7,13 @@ call `build_plan`; they differ only in what they do with it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailer.core.meetups import invite_changes, orphans
 from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence, with_reason
-from mailer.core.records import LedgerView, SentInvite
+from mailer.core.records import LedgerView, SentInvite, Suppressed
 from mailer.core.year import with_history, year_schedule
 
 HORIZON = timedelta(days=31)  # how far ahead a plan lists what is coming, unless asked for more
@@ -55,7 +55,30 @@ def occurrences(program: Program, view: LedgerView, now: datetime) -> Iterator[O
     keeps only what is due or coming, never the whole year."""
     if view.invites:
         yield from invite_changes(program.cohorts, view.invites, now)
-    yield from year_schedule(program)
+    if not view.suppressed:
+        yield from year_schedule(program)
+        return
+    for occ in year_schedule(program):
+        yield honour(occ, view.suppressed)
+
+
+def honour(occ: Occurrence, suppressed: dict[str, Suppressed]) -> Occurrence:
+    """The message without the partners who get no more prompts: the other partner still gets it, and one
+    with nobody left is skipped with the reason. Changes to an invitation already held (an update, a
+    cancellation) are not prompts: they still reach everyone who holds it. The key stays the same."""
+    if occ.change is not None or occ.skip_reason is not None:
+        return occ
+    out = []
+    for role in occ.recipients():
+        person = occ.pair.person(role)
+        found = suppressed.get(person.ascii_email.lower()) or suppressed.get(person.email.lower())
+        if found is not None:
+            out.append((role, found.why))
+    if not out:
+        return occ
+    if len(out) == len(occ.recipients()):
+        return with_reason(occ, "; ".join(f"{occ.pair.person(r).email} gets no more prompts: {why}" for r, why in out))
+    return replace(occ, left_out=tuple(out))
 
 
 def build_plan(program: Program, view: LedgerView, *, now: datetime, window: timedelta | None,

@@ -55,6 +55,22 @@ class SentInvite:
 
 
 @dataclass(frozen=True, slots=True)
+class Suppressed:
+    """An address that gets no more prompts, as the inbox recorded it."""
+
+    address: str  # lower case
+    reason: str  # hard-bounce, soft-bounces, complaint or unsubscribed
+    since: str  # ISO, UTC
+    detail: str | None = None  # the server's words, or how the person asked
+
+    @property
+    def why(self) -> str:
+        words = {"hard-bounce": "its mail bounces", "soft-bounces": "its mail failed three times in a row",
+                 "complaint": "it marked our mail as spam", "unsubscribed": "it unsubscribed"}
+        return f"{words.get(self.reason, self.reason)} (since {self.since[:10]})"
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerView:
     """What planning needs of the ledger at one instant, read once: nothing in a plan goes back to SQLite."""
 
@@ -64,6 +80,7 @@ class LedgerView:
     history: dict[tuple[str, str], list[tuple[str, datetime]]] = field(default_factory=dict)  # statuses seen
     trial: frozenset[str] = frozenset()  # over SMTP: keys that only reached the outbox, owed to people
     held: dict[str, str] = field(default_factory=dict)  # cohort -> since when bad files held it back (ISO)
+    suppressed: dict[str, Suppressed] = field(default_factory=dict)  # address (lower case) -> no more prompts
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from mailer.core.heard import Heard, pair_rows
 from mailer.core.keys import parse
 from mailer.core.occurrence import Occurrence
 from mailer.core.plan import Plan
@@ -25,18 +26,21 @@ class StepStatus:
 class CohortStatus:
     cohort: str
     name: str
-    pairs: int
+    pair_count: int
     steps: list[StepStatus]
     next_step: str | None  # "readings on 2019-10-01", or None when the year is done
     attention: list[dict[str, object]] = field(default_factory=list)  # failed, deferred, uncertain, refused
     coming: list[dict[str, object]] = field(default_factory=list)  # next 30 days: date, step, messages
+    pairs: list[dict[str, object]] = field(default_factory=list)  # per pair: contact, check-ins, RSVPs, suppressed
 
 
-def status(plan: Plan, counts: Mapping[tuple[str, str, str], int], trouble: Iterable[Row]) -> list[CohortStatus]:
+def status(plan: Plan, counts: Mapping[tuple[str, str, str], int], trouble: Iterable[Row],
+           heard: Heard | None = None) -> list[CohortStatus]:
     """Per cohort and step: how many messages were sent, skipped, failed (`counts`: (cohort, step, state) ->
     n, counted by the ledger); what needs the coordinator's attention (`trouble`: failures with the server's
     reply, uncertain messages, refused recipients); the next step and what is due in the 30 days from the
-    plan's `now`. A step no longer in the program still shows what it sent."""
+    plan's `now`. A step no longer in the program still shows what it sent. `heard` (the inbox's
+    records) gives each pair's last contact, check-ins, RSVPs and suppressed addresses."""
     program, now = plan.program, plan.now
     by_step: dict[tuple[str, str], dict[str, int]] = {}
     for (cohort_id, step_key, state), n in counts.items():
@@ -69,7 +73,8 @@ def status(plan: Plan, counts: Mapping[tuple[str, str, str], int], trouble: Iter
                 coming[(day, o.step.key)] = coming.get((day, o.step.key), 0) + 1
         out.append(CohortStatus(cohort.id, cohort.name, len(cohort.pairs), steps, next_step,
                                 attention.get(cohort.id, []),
-                                [{"date": d, "step": s, "messages": n} for (d, s), n in sorted(coming.items())]))
+                                [{"date": d, "step": s, "messages": n} for (d, s), n in sorted(coming.items())],
+                                pair_rows(cohort, heard or Heard())))
     return out
 
 
@@ -93,7 +98,8 @@ def plan_rows(occurrences: Iterable[Occurrence]) -> list[dict[str, object]]:
             "cohort": o.cohort.id,
             "pair": o.pair.id,
             "step": o.step.key,
-            "to": [o.pair.person(r).email for r in o.recipients()],
+            "to": [o.pair.person(r).email for r in o.addressed()],
             "key": o.key,
+            "left_out": [f"{o.pair.person(r).email}: {why}" for r, why in o.left_out],
         })
     return rows

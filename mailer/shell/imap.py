@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING
 from mailer.errors import ConfigError
 from mailer.shell.inbox_spec import InboxSpec, MailboxError, MessageRef
 from mailer.shell.settings import Settings
+from mailer.shell.smtp_auth import oauth2_token
 from mailer.shell.smtp_replies import is_loopback
 
 if TYPE_CHECKING:
@@ -155,23 +154,6 @@ class ImapMailbox:
 
     def close(self) -> None:
         _quietly_close(self._client)
-
-
-def oauth2_token(command: str) -> str:
-    """The access token the coordinator's command prints (XOAUTH2); errors name the setting, never the token."""
-    where = "MENTOR_MAILER_OAUTH2_TOKEN_COMMAND"
-    try:
-        done = subprocess.run(shlex.split(command), capture_output=True, timeout=120, check=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{where}: cannot run {command!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"{where}: {command!r} printed no token within 120 seconds") from None
-    if done.returncode != 0:
-        raise ConfigError(f"{where}: {command!r} failed with exit status {done.returncode}")
-    token = done.stdout.decode("utf-8", "replace").strip()
-    if not token or any(c.isspace() for c in token):
-        raise ConfigError(f"{where}: {command!r} must print the access token alone on one line")
-    return token
 
 
 def _text(exc: BaseException) -> str:

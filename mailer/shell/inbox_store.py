@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from mailer.core import listen
+from mailer.core.heard import RSVP_WORDS, Away, Heard
 from mailer.core.inbound import Inbound
 from mailer.core.listen import SentInvitation, SentMessage, SentView
 from mailer.core.model import Program
+from mailer.core.records import Suppressed
 from mailer.shell.ledger import Ledger
 from mailer.shell.ledger_errors import GuardedConnection
 from mailer.shell.mailbox import MessageRef
@@ -191,3 +193,36 @@ def sent_view(ledger: Ledger, program: Program) -> SentView:
     return SentView(secret=ledger.secret, by_message_id=by_message_id, by_key=by_key, invitations=invitations,
                     pairs=pairs, soft_bounces=soft_bounces(ledger), recent=recent,
                     coordinators=frozenset(coordinators))
+
+
+def heard(ledger: Ledger) -> Heard:
+    """What the inbox recorded, read once for the digest, the report and `status`: the latest answer wins."""
+    conn = ledger.conn
+    last: dict[tuple[str, str], str] = {}
+    for r in conn.execute("""SELECT cohort, lower(pair) AS pair, MAX(at) AS at FROM (
+                                 SELECT cohort, pair, at FROM contacts
+                                 UNION ALL SELECT cohort, pair, at FROM rsvps
+                                 UNION ALL SELECT cohort, pair, at FROM checkins) GROUP BY 1, 2"""):
+        last[(r["cohort"], r["pair"])] = r["at"]
+    welcomed = {(r["cohort"], r["pair"]): r["at"] for r in conn.execute(
+        """SELECT cohort, lower(pair) AS pair, MIN(COALESCE(sent_at, updated_at)) AS at FROM messages
+           WHERE state IN ('sent', 'uncertain') AND channel IS NOT NULL GROUP BY 1, 2""")}
+    rsvps: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for r in conn.execute("SELECT * FROM rsvps WHERE stale = 0 ORDER BY inbound_id"):
+        rsvps.setdefault((r["cohort"], r["pair"].lower()), {}).setdefault(r["conference"], {})[
+            r["address"].lower()] = RSVP_WORDS.get(r["partstat"], r["partstat"].lower())
+    invited: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
+    for inv in ledger.sent_invites():
+        if inv.method == "REQUEST":
+            invited.setdefault((inv.cohort, inv.pair.lower()), {})[inv.conference] = tuple(
+                a.lower() for _, a in inv.attendees)
+    checkins: dict[tuple[str, str], dict[str, str]] = {}
+    for r in conn.execute("SELECT cohort, pair, step, answer FROM checkins ORDER BY inbound_id"):
+        checkins.setdefault((r["cohort"], r["pair"].lower()), {})[r["step"]] = r["answer"]
+    away = tuple(Away(r["cohort"], r["pair"], r["address"], r["subject"], r["at"])
+                 for r in conn.execute("SELECT * FROM out_of_office ORDER BY at, inbound_id"))
+    unmatched = conn.execute("SELECT COUNT(*) FROM inbound WHERE outcome = 'left' AND moved = 0").fetchone()[0]
+    return Heard(last_contact=last, welcomed=welcomed, rsvps=rsvps, invited=invited, checkins=checkins,
+                 suppressed=tuple(Suppressed(s.address.lower(), s.reason, s.since, s.detail)
+                                  for s in suppressions(ledger)),
+                 away=away, unmatched=unmatched)

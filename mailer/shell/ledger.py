@@ -142,7 +142,8 @@ class Ledger(Reads):
         return LedgerView(settled=frozenset(self.settled_keys(now, channel=channel, catch_up=catch_up)),
                           retrying=frozenset(self.retrying_keys()), invites=tuple(self.sent_invites()),
                           history=self.status_history(),
-                          trial=frozenset(self.trial_keys()) if channel == SMTP else frozenset())
+                          trial=frozenset(self.trial_keys()) if channel == SMTP else frozenset(),
+                          suppressed=self.suppressed())
 
     def move_invite(self, old_key: str, *, cohort: str, pair: str, step: str) -> None:
         """A held invitation follows its pair to a new id or cohort, keeping its UID."""

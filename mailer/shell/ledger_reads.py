@@ -20,6 +20,7 @@ from mailer.core.records import (
     Delivered,
     Row,
     SentInvite,
+    Suppressed,
 )
 from mailer.shell.ledger_errors import GuardedConnection
 
@@ -148,6 +149,11 @@ class Reads:
 
     def rows(self) -> list[Row]:
         return [_row(r) for r in self.conn.execute("SELECT * FROM messages ORDER BY due_at, key")]
+
+    def suppressed(self) -> dict[str, Suppressed]:
+        """The addresses the inbox stopped prompts to (shell/inbox_store.py writes them), by lower-case address."""
+        return {r["address"].lower(): Suppressed(r["address"].lower(), r["reason"], r["since"], r["detail"])
+                for r in self.conn.execute("SELECT address, reason, since, detail FROM suppressions")}
 
 
 def _row(r: sqlite3.Row) -> Row:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailer.errors import ConfigError
@@ -62,8 +62,21 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = None
     imap_ca_file: Path | None = Field(default=None, description="PEM of CAs to trust for the IMAP server")
     imap_timeout: float = Field(default=30.0, gt=0)
+    checkins: bool = Field(default=True, description="end each monthly prompt with check-in links to the coordinator")
+    unsubscribe_url: str | None = Field(
+        default=None, description="https URL with {token}: a one-click unsubscribe (RFC 8058) besides the mailto")
+    no_contact_days: int = Field(
+        default=45, ge=1, description="a pair with no reply, RSVP or check-in for this long is flagged in the digest")
     oauth2_token_command: str | None = Field(
         default=None, description="a command printing an OAuth2 access token: IMAP (and SMTP) log in with XOAUTH2")
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _one_click(cls, url: str | None) -> str | None:
+        if url is not None and (not url.startswith("https://") or "{token}" not in url):
+            raise ValueError("give an https:// URL with {token} where the token goes, e.g. "
+                             "https://example.org/unsubscribe/{token}")
+        return url
 
     @property
     def database_path(self) -> Path:

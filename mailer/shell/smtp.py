@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailer.errors import ConfigError, TransportError
 from mailer.shell.settings import Settings
-from mailer.shell.smtp_auth import login, secret_forms
+from mailer.shell.smtp_auth import login, login_xoauth2, oauth2_token, secret_forms
 from mailer.shell.smtp_replies import (
     REFUSALS_TO_STOP,
     Outcome,
@@ -61,6 +61,7 @@ class SmtpTransport:
         backoff: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        token_command: str | None = None,
     ) -> None:
         if security == "none" and not is_loopback(host):
             raise ConfigError(f"MENTOR_MAILER_SMTP_SECURITY=none is allowed only for a loopback host, not {host}; "
@@ -71,6 +72,7 @@ class SmtpTransport:
         self.host, self.port, self.security = host, port, security
         self.username, self._password = username, password
         self._secrets = secret_forms(username, password)
+        self.token_command = token_command  # with a user name: log in with XOAUTH2 and the token it prints
         self.timeout, self.message_timeout = timeout, message_timeout
         self.ca_file, self.rate = ca_file, rate
         self.max_attempts, self.backoff = max_attempts, backoff
@@ -89,6 +91,7 @@ class SmtpTransport:
             timeout=settings.smtp_timeout, message_timeout=settings.smtp_message_timeout,
             ca_file=settings.smtp_ca_file, rate=settings.smtp_rate,
             max_attempts=settings.smtp_max_attempts, backoff=settings.smtp_backoff,
+            token_command=settings.oauth2_token_command,
         )
 
     @property
@@ -126,7 +129,11 @@ class SmtpTransport:
                         "(use MENTOR_MAILER_SMTP_SECURITY=tls if it speaks TLS from the start)")
                 conn.starttls(context=self._tls_context())
                 conn.ehlo()
-            if self.username:
+            if self.username and self.token_command:
+                token = oauth2_token(self.token_command)
+                self._secrets = sorted({*self._secrets, *secret_forms(self.username, token)}, key=len, reverse=True)
+                login_xoauth2(conn, where=self.where, username=self.username, token=token)
+            elif self.username:
                 login(conn, where=self.where, username=self.username, password=self._password or "")
         except BaseException:
             close_quietly(conn)

@@ -1,18 +1,62 @@
-"""SMTP AUTH: log in with the first mechanism both sides know, keeping none of the server's words,
-and the forms in which a password comes back from a server that echoes the AUTH argument."""
+"""SMTP AUTH: log in with the first mechanism both sides know (or XOAUTH2 with a token), keeping none of the
+server's words, and the forms in which a secret comes back from a server that echoes the AUTH argument."""
 
 from __future__ import annotations
 
 import base64
+import shlex
 import smtplib
+import subprocess
 from collections.abc import Iterable
 
-from mailer.errors import TransportError
+from mailer.errors import ConfigError, TransportError
 
 # in order of preference: smtplib can do these with a user name and password (CRAM-MD5 last: it
-# needs the server to keep the password in the clear). XOAUTH2 (a token, not a password) goes here
-# once there is a token source, with its own authobject in login().
+# needs the server to keep the password in the clear). XOAUTH2 takes a token instead: login_xoauth2().
 MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+TOKEN_SETTING = "MENTOR_MAILER_OAUTH2_TOKEN_COMMAND"  # noqa: S105 (a setting's name, not a secret)
+
+
+def oauth2_token(command: str) -> str:
+    """The access token the coordinator's command prints (XOAUTH2, for IMAP and SMTP); errors name the
+    setting, never the token."""
+    try:
+        done = subprocess.run(shlex.split(command), capture_output=True, timeout=120, check=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{TOKEN_SETTING}: cannot run {command!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{TOKEN_SETTING}: {command!r} printed no token within 120 seconds") from None
+    if done.returncode != 0:
+        raise ConfigError(f"{TOKEN_SETTING}: {command!r} failed with exit status {done.returncode}")
+    token = done.stdout.decode("utf-8", "replace").strip()
+    if not token or any(c.isspace() for c in token):
+        raise ConfigError(f"{TOKEN_SETTING}: {command!r} must print the access token alone on one line")
+    return token
+
+
+def login_xoauth2(conn: smtplib.SMTP, *, where: str, username: str, token: str) -> None:
+    """AUTH XOAUTH2 (Google, Microsoft 365): the user name and a bearer token, no password. A refused token
+    comes with a base64 JSON challenge; the empty answer RFC 7628 asks for then gets the final refusal."""
+    offered = conn.esmtp_features.get("auth", "").upper().split() if conn.has_extn("auth") else []
+    if "XOAUTH2" not in offered:
+        raise TransportError(f"SMTP server {where} does not offer AUTH XOAUTH2 (it offers "
+                             f"{' '.join(offered) or 'no AUTH'}); unset {TOKEN_SETTING} to log in with a password")
+    argument = f"user={username}\x01auth=Bearer {token}\x01\x01"
+    answers = iter((argument, ""))
+
+    def answer(challenge: bytes | None = None) -> str:
+        return next(answers, "")
+
+    try:
+        conn.auth("XOAUTH2", answer, initial_response_ok=True)
+    except smtplib.SMTPAuthenticationError as exc:
+        if 400 <= exc.smtp_code < 500:
+            raise TransportError(f"SMTP server {where} could not check the token for {username} just now: "
+                                 f"{exc.smtp_code}; the next run tries again", deferred=True) from None
+        raise TransportError(f"SMTP server {where} refused the OAuth2 token for {username}: {exc.smtp_code} "
+                             f"(check the account, the app's SMTP.Send or mail scope, and {TOKEN_SETTING})") from None
+    except smtplib.SMTPResponseException as exc:
+        raise smtplib.SMTPServerDisconnected(f"unexpected reply to AUTH (code {exc.smtp_code})") from None
 
 
 def login(conn: smtplib.SMTP, *, where: str, username: str, password: str) -> None:
