@@ -425,3 +425,12 @@ def test_the_readmes_backup_command_works_as_written(program: Path, tmp_path: Pa
         assert conn.execute("SELECT count(*) FROM messages WHERE state = 'sent'").fetchone()[0] == 11
     finally:
         conn.close()
+
+
+def test_status_lists_every_pair_left_out_by_a_bad_row(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with (program / "cohorts" / "2019-2020" / "roster.csv").open("a", encoding="utf-8") as f:
+        f.write("p30,Ann Example,ann@@example.org,Bo Example,bo@example.org,,,,,,,\n")
+    assert cli(program, "status", "--json", "--cohort", "2019-2020") == 0
+    [cohort] = json.loads(capsys.readouterr().out)
+    assert len(cohort["left_out"]) == 1 and "mentor_email 'ann@@example.org' is not a valid address" in \
+        cohort["left_out"][0]

@@ -32,6 +32,7 @@ class CohortStatus:
     attention: list[dict[str, object]] = field(default_factory=list)  # failed, deferred, uncertain, refused
     coming: list[dict[str, object]] = field(default_factory=list)  # next 30 days: date, step, messages
     pairs: list[dict[str, object]] = field(default_factory=list)  # per pair: contact, check-ins, RSVPs, suppressed
+    left_out: list[str] = field(default_factory=list)  # roster rows left out of every run, each with its reason
 
 
 def status(plan: Plan, counts: Mapping[tuple[str, str, str], int], trouble: Iterable[Row],
@@ -74,7 +75,8 @@ def status(plan: Plan, counts: Mapping[tuple[str, str, str], int], trouble: Iter
         out.append(CohortStatus(cohort.id, cohort.name, len(cohort.pairs), steps, next_step,
                                 attention.get(cohort.id, []),
                                 [{"date": d, "step": s, "messages": n} for (d, s), n in sorted(coming.items())],
-                                pair_rows(cohort, heard or Heard())))
+                                pair_rows(cohort, heard or Heard()),
+                                [str(p) for p in program.skipped_rows if f"cohorts/{cohort.id}/" in p.file]))
     return out
 
 
