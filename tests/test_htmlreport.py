@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from mailer.app import queries, send
-from mailer.core.htmlreport import render_report
+from mailer.core.htmlreport import render_report, tally, troubled
 from mailer.core.model import Program
 from mailer.core.occurrence import Occurrence
 from mailer.core.records import Row
@@ -54,7 +54,7 @@ def build(settings: Settings) -> tuple[Program, list[Row], list[Occurrence]]:
 @pytest.fixture
 def page(settings: Settings) -> tuple[str, list[Row]]:
     program, rows, upcoming = build(settings)
-    return render_report(program, rows, upcoming, now=NOW), rows
+    return render_report(program, tally(rows), troubled(rows), upcoming, now=NOW), rows
 
 
 def section(html: str, ident: str) -> str:
@@ -113,7 +113,7 @@ def test_failures_and_refusals_are_listed_with_their_reply(settings: Settings) -
         replace(first, key="2019-2020/p09/meetup-midwinter-2020/cancel-1", pair="p09", state="failed",
                 step="meetup-midwinter-2020", reason="554 no"),
     ]
-    html = render_report(program, [*rows, *trouble], upcoming, now=NOW)
+    html = render_report(program, tally([*rows, *trouble]), troubled([*rows, *trouble]), upcoming, now=NOW)
     failures = section(html, "failures")
     assert "No failures." not in html and failures.count("<tr>") == 6  # the header and five rows
     assert "550 5.1.1 &lt;zoe.ng@example.com&gt;: user unknown" in failures
@@ -133,7 +133,8 @@ def test_everything_is_escaped_and_nothing_is_fetched(program_dir: Path, setting
         csv.writer(f).writerow(["p13", NASTY, "q13@example.org", "Ann <i>", "a13@example.org",
                                 "", "active", "", "", "", "", ""])
     program, rows, upcoming = build(settings)
-    html = render_report(program, rows, upcoming, now=NOW, title='Report <script>alert("x")</script>')
+    html = render_report(program, tally(rows), troubled(rows), upcoming, now=NOW,
+                         title='Report <script>alert("x")</script>')
     assert NASTY not in html and "<b>" not in html and "<i>" not in html and "<script" not in html
     assert "Zoë &lt;b&gt;&amp;&quot;Q&#x27;uote &amp; Ann &lt;i&gt;" in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
@@ -148,9 +149,9 @@ def test_output_is_deterministic_and_needs_an_aware_now(page: tuple[str, list[Ro
     upcoming = queries.upcoming(settings, now=NOW, start=NOW, end=NOW + timedelta(days=60))
     shuffled = rows[:]
     random.Random(7).shuffle(shuffled)
-    assert render_report(program, shuffled, upcoming[::-1], now=NOW) == html
+    assert render_report(program, tally(shuffled), troubled(shuffled), upcoming[::-1], now=NOW) == html
     with pytest.raises(ValueError, match="aware"):
-        render_report(program, rows, upcoming, now=NOW.replace(tzinfo=None))
+        render_report(program, tally(rows), troubled(rows), upcoming, now=NOW.replace(tzinfo=None))
 
 
 # --- a real browser: headless Chromium driven over the DevTools protocol on a pipe (stdlib only) ---

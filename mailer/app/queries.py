@@ -14,6 +14,7 @@ from mailer.core.compose import build_message, context, links, message_id, templ
 from mailer.core.htmlreport import render_report
 from mailer.core.occurrence import InviteChange, Occurrence
 from mailer.core.plan import HORIZON, Plan, build_plan
+from mailer.core.records import Row
 from mailer.core.status import CohortStatus
 from mailer.core.status import status as cohort_status
 from mailer.core.year import year_schedule
@@ -109,13 +110,14 @@ def export_invites(settings: Settings, *, now: datetime, cohort: str, out: Path)
 def html_report(settings: Settings, out: Path, *, now: datetime) -> Path:
     """The coordinator's report page: timeline per cohort, failures, the next run's plan."""
     plan = current_plan(settings, now=now)
-    rows = []
+    counts: dict[tuple[str, str, str, str], int] = {}
+    trouble: list[Row] = []
     heard = None
     if settings.database_path.exists():
         with Ledger.open(settings.database_path, readonly=True) as ledger:
-            rows = ledger.rows()
+            counts, trouble = ledger.report_counts(), ledger.trouble()
             heard = inbox_store.heard(ledger) if settings.inbox else None
-    page = render_report(plan.program, rows, plan.coming(now, now + HORIZON), now=now, heard=heard,
+    page = render_report(plan.program, counts, trouble, plan.coming(now, now + HORIZON), now=now, heard=heard,
                          no_contact_days=settings.no_contact_days)
     write_private(out, page.encode("utf-8"), make_parent=True)
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from html import escape
 
@@ -89,16 +89,30 @@ tr,.legend{break-inside:avoid}thead{display:table-header-group}a{color:inherit;t
 """
 
 
-def render_report(program: Program, rows: Sequence[Row], upcoming: Sequence[Occurrence], *, now: datetime,
-                  title: str | None = None, heard: Heard | None = None, no_contact_days: int = 45) -> str:
-    """One self-contained HTML page (no external assets: inline CSS, no JS needed, no fonts/images fetched)."""
+Tally = Mapping[tuple[str, str, str, str], int]  # (cohort, step, "" | "update" | "cancel", state) -> messages
+
+
+def tally(rows: Iterable[Row]) -> Tally:
+    """The counts the page shows, from rows (the ledger counts them in SQL: `Ledger.report_counts`)."""
+    return Counter((r.cohort, r.step, parse(r.key).change or "", r.state) for r in rows)
+
+
+def troubled(rows: Iterable[Row]) -> list[Row]:
+    """The rows the failures table lists (the ledger selects them itself: `Ledger.trouble`)."""
+    return [r for r in rows if r.state in TROUBLE or r.refused]
+
+
+def render_report(program: Program, counts: Tally, trouble: Sequence[Row], upcoming: Sequence[Occurrence], *,
+                  now: datetime, title: str | None = None, heard: Heard | None = None,
+                  no_contact_days: int = 45) -> str:
+    """One self-contained HTML page (no external assets: inline CSS, no JS needed, no fonts/images fetched).
+    The ledger comes in counted, not row by row: memory stays flat however long the year's ledger grows."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    rows = sorted(rows, key=lambda r: (r.due_at, r.key))
+    trouble = sorted((r for r in trouble if r.state in TROUBLE or r.refused), key=lambda r: (r.due_at, r.key))
     upcoming = sorted(upcoming, key=lambda o: (o.due_at, o.key))
     title = title or f"{program.name}: report"
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    trouble = [r for r in rows if r.state in TROUBLE or r.refused]
     nav = "".join(f'<li><a href="#{_id(c.id)}">{_e(c.name)}</a></li>' for c in program.cohorts)
     parts = [
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -107,37 +121,43 @@ def render_report(program: Program, rows: Sequence[Row], upcoming: Sequence[Occu
         f'<p class="meta">{_e(program.name)} · generated <time datetime="{stamp}">{stamp}</time> (UTC)</p>\n'
         f'<nav aria-label="Sections"><ul>{nav}'
         + ('<li><a href="#heard">Replies and contact</a></li>' if heard is not None else "")
-        + '<li><a href="#failures">Failures ({len(trouble)})</a></li>'
+        + f'<li><a href="#failures">Failures ({len(trouble)})</a></li>'
         f'<li><a href="#plan">Next run\'s plan ({len(upcoming)})</a></li></ul></nav>\n'
         '<ul class="legend" aria-label="Legend: what each state means">'
         + "".join(f'<li>{_badge(s, s)} {_e(text)}</li>' for s, text in _LEGEND) + "</ul>\n</header>\n<main>\n"
     ]
-    parts += [_cohort(c, rows, upcoming, now) for c in program.cohorts]
+    parts += [_cohort(c, counts, upcoming, now) for c in program.cohorts]
     if heard is not None:
         parts.append(_heard(program, heard, now, no_contact_days))
     parts += [_failures(program, trouble), _plan(upcoming), "</main>\n</body>\n</html>\n"]
     return "".join(parts)
 
 
-def _cohort(cohort: Cohort, rows: Sequence[Row], upcoming: Sequence[Occurrence], now: datetime) -> str:
+def _cohort(cohort: Cohort, counts: Tally, upcoming: Sequence[Occurrence], now: datetime) -> str:
     months = _months(cohort.start, cohort.end) or [(cohort.start.year, cohort.start.month)]
     today = now.astimezone(cohort.timezone).date()
     current = (today.year, today.month)
-    mine = [r for r in rows if r.cohort == cohort.id]
+    mine = {(step, kind, state): n for (c, step, kind, state), n in counts.items() if c == cohort.id}
     head = "".join(f'<th scope="col"{_now(m == current)}>{_MONTHS[m[1] - 1]} {m[0]}'
                    f'{"<small>now</small>" if m == current else ""}</th>' for m in months)
     body = []
     for step in cohort.steps:
         col = min(max((step.due.year, step.due.month), months[0]), months[-1])
-        cells = "".join(_cell(step, [r for r in mine if r.step == step.key],
+        cells = "".join(_cell(step, {(k, st): n for (s, k, st), n in mine.items() if s == step.key},
                               sum(1 for o in upcoming if o.cohort.id == cohort.id and o.step.key == step.key),
                               today, m == current)
                         if m == col else f"<td{_now(m == current)}></td>" for m in months)
         body.append(f'<tr data-step="{_e(step.key)}"><th scope="row"><span class="key">{_e(step.key)}</span>'
                     f'<span class="desc">{_e(step.description)}</span></th>{cells}</tr>\n')
-    totals = Counter(r.state for r in mine)
+    totals: Counter[str] = Counter()
+    for (_, kind, state), n in mine.items():
+        if not kind:  # updates and cancellations are told apart, never counted as invitations sent
+            totals[state] += n
+    changes = sum(n for (_, kind, _), n in mine.items() if kind)
     coming = sum(1 for o in upcoming if o.cohort.id == cohort.id)
     total_badges = " ".join(_count(s, totals[s]) for s in _states(totals)) or "nothing recorded yet"
+    if changes:
+        total_badges += f' <span class="extra">and {changes} invitation update(s) or cancellation(s)</span>'
     if coming:
         total_badges += " " + _count("upcoming", coming)
     return (
@@ -151,21 +171,20 @@ def _cohort(cohort: Cohort, rows: Sequence[Row], upcoming: Sequence[Occurrence],
         f"month it is due, with its messages counted by state</caption>\n"
         f'<colgroup><col class="step">{"<col>" * len(months)}</colgroup>\n'
         f'<thead><tr><th scope="col">Step</th>{head}</tr></thead>\n<tbody>\n{"".join(body)}</tbody>\n'
-        f'<tfoot><tr><th scope="row">Totals ({len(mine)} messages)</th>'
+        f'<tfoot><tr><th scope="row">Totals ({sum(totals.values())} messages)</th>'
         f'<td colspan="{len(months)}">{total_badges}</td></tr></tfoot>\n'
         "</table>\n</div>\n</section>\n"
     )
 
 
-def _cell(step: Step, rows: list[Row], coming: int, today: date, now_col: bool) -> str:
-    plain = Counter(r.state for r in rows if parse(r.key).change is None)
+def _cell(step: Step, counts: Mapping[tuple[str, str], int], coming: int, today: date, now_col: bool) -> str:
+    plain = Counter({state: n for (kind, state), n in counts.items() if not kind})
     lines = [_count(s, plain[s]) for s in _states(plain)]
     for kind in ("update", "cancel"):
-        done = [r for r in rows if parse(r.key).change == kind]
-        if done:
-            states = Counter(r.state for r in done)
+        states = Counter({state: n for (k, state), n in counts.items() if k == kind})
+        if states:
             how = ", ".join(f"{s}: {states[s]}" for s in _states(states))
-            lines.append(f'<span class="extra">{kind}s: {len(done)} ({how})</span>')
+            lines.append(f'<span class="extra">{kind}s: {sum(states.values())} ({how})</span>')
     if coming:
         lines.append(_count("upcoming", coming))
     if plain:

@@ -141,6 +141,14 @@ class Reads:
                    END, count(*) FROM messages GROUP BY 1, 2, 3""")
         return {(c, s, st): n for c, s, st, n in rows}
 
+    def report_counts(self) -> dict[tuple[str, str, str, str], int]:
+        """(cohort, step, "" | "update" | "cancel", state) -> messages, for the report page, counted in SQL."""
+        rows = self.conn.execute(
+            """SELECT cohort, step, CASE WHEN key GLOB '*/update-[0-9]*' THEN 'update'
+                   WHEN key GLOB '*/cancel-[0-9]*' THEN 'cancel' ELSE '' END, state, count(*)
+               FROM messages GROUP BY 1, 2, 3, 4""")
+        return {(c, s, k, st): n for c, s, k, st, n in rows}
+
     def trouble(self) -> list[Row]:
         """The rows a coordinator should look at: failed, deferred, uncertain, refused, held back by bad files."""
         return [_row(r) for r in self.conn.execute(
