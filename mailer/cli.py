@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_init)
 
+    p = command("units", "Print the systemd units that run this program (a service with an hourly timer, or serve).",
+                "mentor-mailer -C /srv/mentoring units --out /tmp/units && sudo cp /tmp/units/* /etc/systemd/system/")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write the three files into DIR (default: print them)")
+    p.add_argument("--user", default="mentoring", metavar="USER",
+                   help="the account the units run as (default: mentoring)")
+    p.set_defaults(func=cmd_units)
+
     p = command("status", "Show, per cohort and step, what was sent, skipped or failed, and what is next.",
                 "mentor-mailer status --cohort 2019-2020")
     p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
@@ -323,6 +330,20 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     files = init_program(args.dir, today=_now().date())
     print(f"created {args.dir} ({len(files)} files). Next: edit cohorts/example/cohort.toml and roster.csv, "
           f"copy .env.example to .env, then run: mentor-mailer -C {args.dir} check")
+    return EXIT_OK
+
+
+def cmd_units(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.app.units import units, write_units
+
+    # the units run the mentor-mailer of the interpreter running now: the venv the README made
+    found = units(program_dir=settings.program_dir.resolve(), user=args.user,
+                  executable=Path(sys.executable).parent / PROG)
+    if args.out is None:
+        sys.stdout.write("\n".join(u.text for u in found))
+        return EXIT_OK
+    for path in write_units(args.out, found):
+        print(f"wrote {path}")
     return EXIT_OK
 
 

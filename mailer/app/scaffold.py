@@ -12,24 +12,6 @@ from mailer.load.roster import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 DEFAULTS = Path(__file__).parent.parent / "defaults"
 
-ENV_EXAMPLE = """\
-# mentor-mailer settings: copy to .env (kept out of version control) and fill in.
-MENTOR_MAILER_PROGRAM_DIR=.
-# MENTOR_MAILER_DATABASE=mentor-mailer.sqlite3
-# MENTOR_MAILER_LATE_WINDOW_DAYS=14
-# MENTOR_MAILER_DIGEST=true
-# MENTOR_MAILER_SCHEDULE=0 9 * * *
-# MENTOR_MAILER_TIMEZONE=America/New_York
-
-# Until these are set, runs write into outbox/ (a Maildir) instead of sending.
-# MENTOR_MAILER_TRANSPORT=smtp
-# MENTOR_MAILER_SMTP_HOST=smtp.example.org
-# MENTOR_MAILER_SMTP_PORT=587
-# MENTOR_MAILER_SMTP_SECURITY=starttls
-# MENTOR_MAILER_SMTP_USERNAME=mentoring@example.org
-# MENTOR_MAILER_SMTP_PASSWORD=
-# MENTOR_MAILER_SMTP_RATE=0
-"""
 
 
 def cohort_toml(start: date) -> str:
@@ -81,5 +63,5 @@ def init_program(target: Path, *, today: date) -> list[Path]:
     (cohort / "roster.csv").write_text(",".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS) + "\n", encoding="utf-8")
     shutil.copyfile(DEFAULTS / "program.toml", target / "cohorts" / "program.toml")
     shutil.copytree(DEFAULTS / "templates", target / "templates")
-    (target / ".env.example").write_text(ENV_EXAMPLE, encoding="utf-8")
+    shutil.copyfile(DEFAULTS / "env.example", target / ".env.example")
     return sorted(p for p in target.rglob("*") if p.is_file())
