@@ -325,11 +325,14 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.scaffold import init_program
+    from mailer.app.scaffold import TO_EDIT, init_program
 
     files = init_program(args.dir, today=_now().date())
-    print(f"created {args.dir} ({len(files)} files). Next: edit cohorts/example/cohort.toml and roster.csv, "
-          f"copy .env.example to .env, then run: mentor-mailer -C {args.dir} check")
+    width = max(len(name) for name, _ in TO_EDIT)
+    print(f"created {args.dir} ({len(files)} files). Edit, in {args.dir}:")
+    for name, what in TO_EDIT:
+        print(f"  {name.ljust(width)}  {what}")
+    print(f"then run: mentor-mailer -C {args.dir} check   (and rehearse, to read the whole year)")
     return EXIT_OK
 
 

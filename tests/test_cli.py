@@ -13,7 +13,8 @@ import pytest
 from mailer.cli import build_parser, main
 from mailer.shell.settings import Settings
 
-COMMANDS = ["check", "plan", "preview", "run", "rehearse", "status", "invites", "serve", "report", "init", "inbox", "units"]
+COMMANDS = ["check", "plan", "preview", "run", "rehearse", "status", "invites", "serve", "report", "init", "inbox",
+            "units"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
