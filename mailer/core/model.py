@@ -25,9 +25,12 @@ class Person:
     ascii_email: str  # what goes on the wire (IDN domains in punycode)
     role: Role
     timezone: ZoneInfo | None = None
+    given_name: str | None = None  # the roster's <role>_first_name: the name greetings use
 
     @property
     def first_name(self) -> str:
+        if self.given_name:
+            return self.given_name
         return self.name.split()[0] if self.name.split() else self.name
 
 

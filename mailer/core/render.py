@@ -91,7 +91,9 @@ class Renderer:
             subject = header_safe(_subject(first, context, name))
             if not subject:
                 raise InputError([Problem(f"templates/email/{name}", None, "subject", "renders empty")])
-            context = {**context, "subject": subject[:MAX_SUBJECT]}
+            suffix = header_safe(str(context.get("subject_suffix", "")))
+            suffix = f" {suffix}" if suffix else ""
+            context = {**context, "subject": subject[:MAX_SUBJECT - len(suffix)] + suffix}
             if markdown_step:
                 body = self._md_body.render({**context, "md_template": name})
                 _check_size(body, name)

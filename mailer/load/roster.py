@@ -18,8 +18,10 @@ from mailer.load.files import read_text
 REQUIRED_COLUMNS = ("pair_id", "mentor_name", "mentor_email", "mentee_name", "mentee_email")
 OPTIONAL_COLUMNS = (
     "joined", "status", "status_from", "status_until",
-    "mentor_timezone", "mentee_timezone", "notes",
+    "mentor_timezone", "mentee_timezone", "notes", "mentor_first_name", "mentee_first_name",
 )
+# a name opening with one of these is greeted by the title ("Hi Dr.") unless a first-name column says otherwise
+TITLES = frozenset({"dr", "prof", "mr", "ms", "mrs", "mx"})
 
 
 def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[Problem],
@@ -76,6 +78,8 @@ def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[P
         row = dict(zip(columns, values, strict=False))
         col = Collector(shown)
         pair = _pair(row, col, start_line, n, year)
+        if pair is not None:
+            warnings.extend(_title_warnings(pair, shown, start_line, n))
         if pair is not None and pair.id.lower() in first_line:  # ids compare without case
             other_line, other_row = first_line[pair.id.lower()]
             col.add("pair_id", f"'{pair.id}' is already used on line {other_line} (row {other_row}); "
@@ -122,9 +126,11 @@ def _pair(row: dict[str, str], col: Collector, line: int, n: int, year: tuple[da
         addr = email_address(field_(f"{role}_email"), f"{role}_email", local)
         for p in local.problems:
             bad(p.field, p.message)
+        given = clean_name(field_(f"{role}_first_name"), f"{role}_first_name", bad) if field_(
+            f"{role}_first_name") else None
         if name and addr:
             people[role] = Person(name=name, email=addr[0], ascii_email=addr[1],
-                                  role=cast(Any, role), timezone=tz)
+                                  role=cast(Any, role), timezone=tz, given_name=given or None)
     if len(people) == 2 and people["mentor"].ascii_email.lower() == people["mentee"].ascii_email.lower():
         bad("mentee_email", "is the same address as mentor_email; a pair needs two people")
     dates: dict[str, date | None] = {}
@@ -151,3 +157,15 @@ def _pair(row: dict[str, str], col: Collector, line: int, n: int, year: tuple[da
     return Pair(id=pid, mentor=people["mentor"], mentee=people["mentee"], joined=joined,
                 status=cast(PairStatus, status), status_from=sf, status_until=su,
                 notes=field_("notes"))
+
+
+def _title_warnings(pair: Pair, shown: str, line: int, n: int) -> list[Problem]:
+    """A name that opens with a title and has no first name given: the greeting would be "Hi Dr."."""
+    found = []
+    for person in pair.people():
+        words = person.name.split()
+        if person.given_name is None and len(words) > 1 and words[0].rstrip(".").lower() in TITLES:
+            found.append(Problem(shown, line, f"{person.role}_name",
+                                 f"'{person.name}' opens with a title, so emails would greet '{words[0]}': add "
+                                 f"a {person.role}_first_name column with the name to greet", n))
+    return found
