@@ -49,7 +49,7 @@ def test_check_bad_program_exits_2_with_all_problems_and_no_traceback(settings: 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "cohorts/2019-2020/cohort.toml: send_hour expected an hour from 0 to 23, got 31" in result.stderr
-    assert "cohorts/2020-january/roster.csv:6 (row 5): mentor_email" in result.stderr
+    assert "cohorts/2020-january/roster.csv:6: mentor_email" in result.stderr
 
 
 def test_run_now_and_rerun(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:

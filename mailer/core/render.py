@@ -7,6 +7,8 @@ layouts `base.txt.j2` and `base.html.j2`. The pair wins when present.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,12 +49,25 @@ def template_kind(exists: set[str], template: str) -> Kind:
     return "pair"
 
 
+class _Undefined(StrictUndefined):
+    """StrictUndefined that names what the missing key was looked up in, instead of "'dict object' has no
+    attribute"; template_problem adds the dotted path from the template's line."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if isinstance(self._undefined_obj, dict):
+            return f"{self._undefined_name}; known: {', '.join(sorted(map(str, self._undefined_obj)))}"
+        return super()._undefined_message
+
+
 class Renderer:
     """The Jinja2 environments over a template loader (load.templates gives the folder's): sandboxed, strict,
     HTML autoescaped; for Markdown templates, every `{{ }}` value is escaped as Markdown."""
 
     def __init__(self, loader: BaseLoader) -> None:
-        options: dict[str, Any] = {"loader": loader, "undefined": StrictUndefined, "trim_blocks": True,
+        options: dict[str, Any] = {"loader": loader, "undefined": _Undefined, "trim_blocks": True,
                                    "lstrip_blocks": True, "keep_trailing_newline": True}
         self.env = ImmutableSandboxedEnvironment(
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False), **options)
@@ -65,6 +80,12 @@ class Renderer:
         self._in_layout = {ext: self.env.from_string(f'{{% extends "base.{ext}.j2" %}}{{% block body %}}'
                                                      "{{ md_body }}{% endblock %}") for ext in ("txt", "html")}
         self._kinds: dict[str, Kind] = {}
+
+    def _source(self, name: str) -> str | None:
+        try:
+            return str(self.env.loader.get_source(self.env, name)[0]) if self.env.loader else None
+        except TemplateError:
+            return None
 
     def kind(self, template: str) -> Kind:
         """Whether the step `template` is a Markdown file or a pair; asked of the loader once per template."""
@@ -104,7 +125,7 @@ class Renderer:
                 name = f"{template}.html.j2"
                 html = self.env.get_template(name).render(context)
         except TemplateError as exc:
-            raise InputError([template_problem(exc, name)]) from None
+            raise InputError([template_problem(exc, name, self._source)]) from None
         _check_size(text, name if markdown_step else f"{template}.txt.j2")
         _check_size(html, name)
         return Rendered(context["subject"], _tidy(text), html)
@@ -123,8 +144,9 @@ def _check_size(body: str, name: str) -> None:
                                   f"renders {len(body)} characters; at most {MAX_BODY}")])
 
 
-def template_problem(exc: Exception, name: str) -> Problem:
-    """Where a Jinja2 error arose, as the coordinator would look for it."""
+def template_problem(exc: Exception, name: str, source: Callable[[str], str | None] | None = None) -> Problem:
+    """Where a Jinja2 error arose, as the coordinator would look for it; with `source` (a template's text by
+    name), an undefined key is named by its path, as the template writes it: recipient.frist_name."""
     filename = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
     line = getattr(exc, "lineno", None)
     if isinstance(exc, UndefinedError):
@@ -133,7 +155,7 @@ def template_problem(exc: Exception, name: str) -> Problem:
             if tb.tb_frame.f_code.co_filename.endswith(".j2"):
                 filename, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
             tb = tb.tb_next
-        msg = f"undefined variable: {exc.message}"
+        msg = f"undefined variable {_undefined_path(exc.message or '', filename, line, source)}"
     elif isinstance(exc, TemplateSyntaxError):
         msg = f"template syntax error: {exc.message}"
     else:
@@ -149,3 +171,20 @@ def _tidy(text: str) -> str:
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).strip("\n") + "\n"
+
+
+def _undefined_path(message: str, filename: object, line: int | None, source: Callable[[str], str | None] | None,
+                    ) -> str:
+    """ "recipient.frist_name; known: email, first_name, …" from "frist_name; known: …" and the template's
+    line; "frist" from "'frist' is undefined"."""
+    if message.endswith(" is undefined") and message.startswith("'"):
+        return message.removesuffix(" is undefined").strip("'")
+    name, sep, known = message.partition("; known: ")
+    if not sep:
+        return message
+    lines = (source(Path(str(filename)).name) or "").splitlines() if source is not None else []
+    if line is not None and 0 < line <= len(lines):
+        found = re.search(rf"([A-Za-z_][\w.]*)\.{re.escape(name)}\b", lines[line - 1])
+        if found:
+            name = f"{found.group(1)}.{name}"
+    return f"{name}; known: {known}"

@@ -88,7 +88,7 @@ def load_cohort(
                 conferences.append(conf)
     steps: list[Step] = []
     if start and end:
-        steps, placing = place_steps(step_defs, start, end, conferences, col.file)
+        steps, placing = place_steps(step_defs, start, end, conferences, col.file, col.warnings)
         col.problems.extend(placing)
     year = (start, end) if start and end else None
     pairs = load_roster(folder / "roster.csv", root, skipped, warnings, problems, year)
