@@ -142,6 +142,8 @@ class Cohort:
     pairs: tuple[Pair, ...]
     path: Path
     language: str = "en"  # BCP 47 tag of the emails' language: <html lang>, for screen readers
+    send_days: frozenset[int] = frozenset(range(7))  # weekdays (Monday 0) a step may go out on
+    late_pickup_days: int = 3  # a late pair's welcome first; what it picks up from the year this many days on
 
     def send_time(self, day: date, people: tuple[Person, ...] = ()) -> datetime:
         """When a step due on `day` goes out: the cohort's send hour, in its time zone; or, for people

@@ -27,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailer.core import markdown
 from mailer.core.mime import header_safe
+from mailer.core.wrap import wrap_text
 from mailer.errors import InputError, Problem
 
 MAX_SUBJECT = 200
@@ -121,7 +122,7 @@ class Renderer:
                 text = self._in_layout["txt"].render({**context, "md_body": markdown.to_text(body)})
                 html = self._in_layout["html"].render({**context, "md_body": markdown.to_html(body)})
             else:
-                text = first.render(context)
+                text = wrap_text(first.render(context))  # Markdown steps are wrapped by markdown.to_text
                 name = f"{template}.html.j2"
                 html = self.env.get_template(name).render(context)
         except TemplateError as exc:
