@@ -67,7 +67,7 @@ else:  # run as a script: benchmarks/ itself is on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULTS = REPO / "mailer" / "defaults"
+SAMPLE = REPO  # the sample program: its templates/ and cohorts/program.toml
 
 # Every cohort below sends at 12:00-13:00 UTC on 2019-09-01 and 13:00-14:00 UTC on 2019-12-20, so a run
 # the day before settles every earlier step (recorded as skipped: past the 14-day window) and a run at
@@ -173,8 +173,8 @@ def make_program(root: Path, pairs: int, *, seed: int = 7) -> Program:
     if root.exists():
         shutil.rmtree(root)
     (root / "cohorts").mkdir(parents=True)
-    shutil.copytree(DEFAULTS / "templates", root / "templates")
-    shutil.copyfile(DEFAULTS / "program.toml", root / "cohorts" / "program.toml")
+    shutil.copytree(SAMPLE / "templates", root / "templates")
+    shutil.copyfile(SAMPLE / "cohorts" / "program.toml", root / "cohorts" / "program.toml")
     program = Program(root, pairs)
     per, extra = divmod(pairs, len(COHORTS))
     person = 0

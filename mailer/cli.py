@@ -8,6 +8,8 @@ run's start stay fast; every such import is there for start-up time only.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
@@ -28,7 +30,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: str) -> datetime:
+def _aware(value: str) -> datetime | date:
+    """An ISO date-time with an offset; or a date alone, which means midnight in the program's zone."""
+    if len(value) == 10:
+        return _day(value)
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -45,6 +50,11 @@ def _day(value: str) -> date:
         raise argparse.ArgumentTypeError(f"'{value}' is not a date such as 2020-01-15") from None
 
 
+NOW_HELP = ("act as if it were this moment: an ISO date-time with an offset (2020-01-15T14:00:00Z), or a date "
+            "(2027-01-01: midnight in the program's time zone); default: now")
+COHORT_HELP = "only this cohort (repeatable; default: every cohort)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -55,105 +65,132 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-C", "--program-dir", type=Path, metavar="DIR",
                         help="the program folder (default: $MENTOR_MAILER_PROGRAM_DIR or the current folder)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=f"{summary}\n\nexample:\n  {example}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    # in the order a coordinator meets them: set up, check, look, send, watch, then the rest
+    p = command("init", "Create a new program folder: an example cohort, an empty roster, program, templates.",
+                "mentor-mailer init my-program && cd my-program && mentor-mailer check")
+    p.add_argument("dir", type=Path, metavar="DIR", help="the new program folder (may exist, without cohorts/)")
+    p.set_defaults(func=cmd_init)
+
     p = command("check", "Validate every cohort, roster, the program and every template; list all problems.",
-                "mentor-mailer check")
-    p.add_argument("--now", type=_aware, metavar="DATETIME",
-                   help="check the ledger's invitations as of this moment (ISO, with offset; default: now)")
+                "mentor-mailer check --smtp")
+    p.add_argument("--now", type=_aware, metavar="DATETIME", help=NOW_HELP.replace("act as if it were this "
+                   "moment", "check the ledger's invitations as of this moment"))
+    p.add_argument("--smtp", action="store_true", help="also connect to the SMTP server, upgrade to TLS and log "
+                   "in as a run would, sending nothing (default: off)")
     p.set_defaults(func=cmd_check)
 
-    p = command("plan", "Show the messages coming up: date, cohort, pair, step and recipients.",
-                "mentor-mailer plan --from 2019-09-01 --to 2019-12-31 --cohort 2019-2020")
-    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
-    p.add_argument("--from", dest="start", type=_day, metavar="DATE", help="first day (default: today)")
-    p.add_argument("--to", dest="end", type=_day, metavar="DATE", help="last day (default: 30 days on)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--csv", action="store_true", help="print CSV (safe to open in a spreadsheet)")
-    p.set_defaults(func=cmd_plan)
+    p = command("rehearse", "Run the whole year against a throwaway ledger, writing every email to a folder.",
+                "mentor-mailer rehearse --outbox /tmp/year")
+    p.add_argument("--cohort", action="append", metavar="C", help=COHORT_HELP)
+    p.add_argument("--outbox", type=Path, metavar="DIR", help="where the year's emails go (default: ./rehearsal)")
+    p.set_defaults(func=cmd_rehearse)
 
     p = command("preview", "Render one message of one pair and step, as text, HTML or a whole .eml.",
                 "mentor-mailer preview --pair p01 --step welcome --format text")
-    p.add_argument("--pair", required=True, metavar="P")
-    p.add_argument("--step", required=True, metavar="S")
-    p.add_argument("--cohort", metavar="C", help="needed when the pair id is in several cohorts")
-    p.add_argument("--role", choices=("mentor", "mentee"), help="for a step sent to each partner")
-    p.add_argument("--format", choices=("text", "html", "eml"), default="text")
+    p.add_argument("--pair", required=True, metavar="P", help="the pair id, as in roster.csv (required)")
+    p.add_argument("--step", required=True, metavar="S", help="the step key, as in plan or status (required)")
+    p.add_argument("--cohort", metavar="C", help="needed when the pair id is in several cohorts (default: the "
+                   "one cohort that has it)")
+    p.add_argument("--role", choices=("mentor", "mentee"),
+                   help="for a step sent to each partner: whose email (default: both, one after the other)")
+    p.add_argument("--format", choices=("text", "html", "eml"), default="text", help="default: text")
     p.set_defaults(func=cmd_preview)
 
+    p = command("plan", "Show the messages coming up: date, cohort, pair, step and recipients.",
+                "mentor-mailer plan --from 2019-09-01 --to 2019-12-31 --cohort 2019-2020")
+    p.add_argument("--cohort", action="append", metavar="C", help=COHORT_HELP)
+    p.add_argument("--from", dest="start", type=_day, metavar="DATE", help="first day (default: today)")
+    p.add_argument("--to", dest="end", type=_day, metavar="DATE", help="last day (default: 30 days on)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
+    p.add_argument("--csv", action="store_true", help="print CSV, safe to open in a spreadsheet (default: a table)")
+    p.set_defaults(func=cmd_plan)
+
     p = command("run", "Send what is due now, each message once, and print one summary line.",
-                "mentor-mailer run            (from cron, daily)")
-    p.add_argument("--now", type=_aware, metavar="DATETIME", help="act as if it were this moment (ISO, with offset)")
+                "mentor-mailer run            (from cron, hourly)")
+    p.add_argument("--now", type=_aware, metavar="DATETIME", help=NOW_HELP)
     p.add_argument("--dry-run", action="store_true", help="list what would go; send and record nothing")
     p.add_argument("--catch-up", action="store_true",
                    help="also send steps older than the late window (default 14 days) instead of skipping them")
-    p.add_argument("--limit", type=int, metavar="N", help="send at most N messages")
+    p.add_argument("--limit", type=int, metavar="N", help="send at most N messages (default: no limit)")
     p.add_argument("--new-ledger", action="store_true",
                    help="confirm a fresh start: the ledger knows nothing of a year already under way")
     p.add_argument("--skip-late", action="store_true",
                    help="record messages past the late window as skipped, even more than "
                         "MENTOR_MAILER_LATE_SKIP_LIMIT (default 5)")
-    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well")
+    p.add_argument("--cohort", action="append", metavar="C", help=COHORT_HELP)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well (default: a "
+                   "summary line)")
     p.set_defaults(func=cmd_run)
+
+    p = command("status", "Show, per cohort and step, what was sent, skipped or failed, and what is next.",
+                "mentor-mailer status --cohort 2019-2020")
+    p.add_argument("--cohort", action="append", metavar="C", help=COHORT_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
+    p.add_argument("--csv", action="store_true", help="print one CSV row per cohort and step, spreadsheet-safe "
+                   "(default: a table)")
+    p.set_defaults(func=cmd_status)
+
+    p = command("report", "Write one self-contained HTML page: timeline per cohort, failures, next run's plan.",
+                "mentor-mailer report --out report.html")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.html",
+                   help="the page to write, in an existing folder (required)")
+    p.set_defaults(func=cmd_report)
+
+    p = command("invites", "Write each pair's current meetup invitation as an .ics file, to import by hand.",
+                "mentor-mailer invites --cohort 2019-2020 --out invites/")
+    p.add_argument("--cohort", action="append", required=True, metavar="C",
+                   help="the cohort (required; repeatable)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="the folder to write into, created if missing (required)")
+    p.set_defaults(func=cmd_invites)
 
     p = command("inbox", "Read MENTOR_MAILER_INBOX: record RSVPs, bounces, replies, check-ins and unsubscribes once.",
                 "mentor-mailer inbox --dry-run")
-    p.add_argument("--now", type=_aware, metavar="DATETIME", help="act as if it were this moment (ISO, with offset)")
+    p.add_argument("--now", type=_aware, metavar="DATETIME", help=NOW_HELP)
     p.add_argument("--dry-run", action="store_true", help="show what the new mail means; record and move nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all went well")
     p.set_defaults(func=cmd_inbox)
 
-    p = command("rehearse", "Run the whole year against a throwaway ledger, writing every email to a folder.",
-                "mentor-mailer rehearse --outbox /tmp/year")
-    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
-    p.add_argument("--outbox", type=Path, metavar="DIR", help="where the year's emails go (default: ./rehearsal)")
-    p.set_defaults(func=cmd_rehearse)
-
-    p = command("invites", "Write each pair's current meetup invitation as an .ics file, to import by hand.",
-                "mentor-mailer invites --cohort 2019-2020 --out invites/")
-    p.add_argument("--cohort", required=True, metavar="C")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
-    p.set_defaults(func=cmd_invites)
-
     p = command("serve", "Run as a daemon: send what is due on MENTOR_MAILER_SCHEDULE (default 09:00 daily).",
-                "MENTOR_MAILER_SCHEDULE='0 9 * * *' mentor-mailer serve")
+                "mentor-mailer serve --schedule '5 * * * *'")
+    p.add_argument("--schedule", metavar="CRON", help="when to run, in crontab syntax, such as '5 * * * *' "
+                   "(default: $MENTOR_MAILER_SCHEDULE, else '0 9 * * *')")
     p.set_defaults(func=cmd_serve)
 
-    p = command("report", "Write one self-contained HTML page: timeline per cohort, failures, next run's plan.",
-                "mentor-mailer report --out report.html")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE.html")
-    p.set_defaults(func=cmd_report)
-
-    p = command("init", "Create a new program folder: an example cohort, an empty roster, program, templates.",
-                "mentor-mailer init my-program && cd my-program && mentor-mailer check")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.set_defaults(func=cmd_init)
-
-    p = command("status", "Show, per cohort and step, what was sent, skipped or failed, and what is next.",
-                "mentor-mailer status --cohort 2019-2020")
-    p.add_argument("--cohort", action="append", metavar="C", help="only this cohort (repeatable)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--csv", action="store_true", help="print one CSV row per cohort and step (spreadsheet-safe)")
-    p.set_defaults(func=cmd_status)
+    p = command("units", "Print the systemd units that run this program (a service with an hourly timer, or serve).",
+                "mentor-mailer -C /srv/mentoring units --out /tmp/units && sudo cp /tmp/units/* /etc/systemd/system/")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write the three files into DIR (default: print them)")
+    p.add_argument("--user", default="mentoring", metavar="USER",
+                   help="the account the units run as (default: mentoring)")
+    p.set_defaults(func=cmd_units)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    if args.command == "plan" and args.start and args.end and args.start > args.end:
+        parser.error(f"--from {args.start} is after --to {args.end}")
     try:
         from mailer.shell.settings import load_settings
 
         overrides: dict[str, Any] = {}
         if args.program_dir is not None:
             overrides["program_dir"] = args.program_dir
+        if getattr(args, "schedule", None):
+            overrides["schedule"] = args.schedule
         settings = load_settings(**overrides)
         code: int = args.func(settings, args)
+        sys.stdout.flush()
         return code
     except MailerError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -161,6 +198,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `plan --csv | head` closed the pipe: what was read is all the reader wanted
+        with contextlib.suppress(OSError, ValueError):  # so the interpreter's last flush finds no pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _moment(settings: Settings, value: datetime | date | None) -> datetime:
+    """--now as given; a date alone is midnight in the program's (first cohort's) time zone."""
+    if value is None:
+        return _now()
+    if isinstance(value, datetime):
+        return value
+    from mailer.load.program import load_program
+
+    cohorts = load_program(settings.program_dir).cohorts
+    zone = cohorts[0].timezone if cohorts else UTC
+    return datetime.combine(value, time(0), tzinfo=zone)
+
+
+def _refuse_path(path: Path, *, folder: bool, what: str) -> None:
+    """An ordinary path mistake, said in one sentence before anything is written."""
+    if folder and path.exists() and not path.is_dir():
+        raise MailerError(f"{what} {path} is a file; give a folder")
+    if not folder:
+        if path.is_dir():
+            raise MailerError(f"{what} {path} is a folder; give a file name such as {path / 'report.html'}")
+        if not path.parent.is_dir():
+            raise MailerError(f"{what} {path}: the folder {path.parent} does not exist; create it first")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -180,13 +246,17 @@ def _print_problems(problems: Sequence[object], title: str) -> None:
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.check import check_program
 
-    result = check_program(settings, now=args.now or _now())
+    result = check_program(settings, now=_moment(settings, args.now))
     _print_problems(result.warnings, "warnings")
     _print_problems(result.problems, "problems")
     if result.problems:
         return EXIT_BAD_INPUT
     print(f"ok: {result.cohorts} cohort(s), {result.pairs} pair(s), {result.steps} step(s), "
           f"{result.renders} message(s) rendered in text and HTML")
+    if args.smtp:
+        from mailer.shell.smtp import SmtpTransport
+
+        print(SmtpTransport.from_settings(settings).check())
     return EXIT_OK
 
 
@@ -230,7 +300,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.send import run
 
     with _progress(enabled=not args.quiet and not args.dry_run) as progress, _graceful_stop() as stop:
-        report = run(settings, now=args.now or _now(), dry_run=args.dry_run, catch_up=args.catch_up,
+        report = run(settings, now=_moment(settings, args.now), dry_run=args.dry_run, catch_up=args.catch_up,
                      limit=args.limit, cohorts=args.cohort, progress=progress, stop=stop,
                      new_ledger=args.new_ledger, skip_late=args.skip_late)
     if report.dry_run:
@@ -268,7 +338,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.inbox import run
 
-    report = run(settings, now=args.now or _now(), dry_run=args.dry_run)
+    report = run(settings, now=_moment(settings, args.now), dry_run=args.dry_run)
     if not args.quiet or args.dry_run:
         for line in report.lines():
             print(line)
@@ -281,6 +351,8 @@ def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
 
     from mailer.app.rehearse import rehearse
 
+    if args.outbox is not None:
+        _refuse_path(args.outbox, folder=True, what="--outbox")
     with _progress(enabled=True) as progress:
         result = rehearse(settings, outbox=args.outbox, cohorts=args.cohort, progress=progress)
     table = Table("date", "cohort", "step", "pairs", "messages", title="The year, as rehearsed")
@@ -296,7 +368,10 @@ def cmd_rehearse(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_invites(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.queries import export_invites
 
-    written = export_invites(settings, now=_now(), cohort=args.cohort, out=args.out)
+    _refuse_path(args.out, folder=True, what="--out")
+    now = _now()
+    written = [path for cohort in dict.fromkeys(args.cohort)
+               for path in export_invites(settings, now=now, cohort=cohort, out=args.out)]
     print(f"wrote {len(written)} invitation(s) to {args.out}")
     return EXIT_OK
 
@@ -313,16 +388,34 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.app.queries import html_report
 
+    _refuse_path(args.out, folder=False, what="--out")
     print(f"wrote {html_report(settings, args.out, now=_now())}")
     return EXIT_OK
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from mailer.app.scaffold import init_program
+    from mailer.app.scaffold import TO_EDIT, init_program
 
     files = init_program(args.dir, today=_now().date())
-    print(f"created {args.dir} ({len(files)} files). Next: edit cohorts/example/cohort.toml and roster.csv, "
-          f"copy .env.example to .env, then run: mentor-mailer -C {args.dir} check")
+    width = max(len(name) for name, _ in TO_EDIT)
+    print(f"created {args.dir} ({len(files)} files). Edit, in {args.dir}:")
+    for name, what in TO_EDIT:
+        print(f"  {name.ljust(width)}  {what}")
+    print(f"then run: mentor-mailer -C {args.dir} check   (and rehearse, to read the whole year)")
+    return EXIT_OK
+
+
+def cmd_units(settings: Settings, args: argparse.Namespace) -> int:
+    from mailer.app.units import units, write_units
+
+    # the units run the mentor-mailer of the interpreter running now: the venv the README made
+    found = units(program_dir=settings.program_dir.resolve(), user=args.user,
+                  executable=Path(sys.executable).parent / PROG)
+    if args.out is None:
+        sys.stdout.write("\n".join(u.text for u in found))
+        return EXIT_OK
+    for path in write_units(args.out, found):
+        print(f"wrote {path}")
     return EXIT_OK
 
 

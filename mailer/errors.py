@@ -20,13 +20,13 @@ class Problem:
     line: int | None
     field: str | None
     message: str
-    row: int | None = None  # a CSV data row number, when the place is a roster row
+    row: int | None = None  # the row a spreadsheet shows (the header is row 1), when the place is a roster row
 
     def __str__(self) -> str:
         where = self.file
         if self.line is not None:
             where += f":{self.line}"
-        if self.row is not None:
+        if self.row is not None and self.row != self.line:  # a cell holding line breaks: the row differs
             where += f" (row {self.row})"
         what = f"{self.field} " if self.field else ""
         return f"{where}: {what}{self.message}"

@@ -138,11 +138,15 @@ def test_withdrawn_pair_gets_a_cancel_late_pair_without_invite_gets_nothing(sett
     assert cancels == ["2019-2020/p01/meetup-midwinter-2020/cancel-1"]
 
 
-def test_local_time_line_for_participants_with_a_time_zone(settings: Settings) -> None:
+def test_an_in_person_meetup_gives_the_time_where_it_is_and_what_the_invitation_does(settings: Settings) -> None:
+    """People attending need the local time: no home-zone line for a meetup at a place (Zoë lives in PST)."""
     send.run(settings, now=INVITED)
     msg = messages(settings.outbox_path)["2019-2020/p02/meetup-midwinter-2020"]
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Zoë: 9:30 AM PST" in text
+    assert "Zoë: 9:30 AM PST" not in text and "home time zones" not in text
+    assert "12:30 PM EST" in text
+    assert "calendar invitation attached to this email" in " ".join(text.split())
+    assert "Yes, Maybe and No buttons" in " ".join(text.split())
 
 
 def test_invites_command_writes_each_pairs_current_ics(settings: Settings, tmp_path: Path) -> None:

@@ -57,11 +57,12 @@ def test_active_pair_gets_every_step_once_on_its_day(program: Program) -> None:
     assert occ["readings"].recipients() == ("mentor", "mentee")
 
 
-def test_late_joiner_gets_welcome_and_current_step_on_joining(program: Program) -> None:
+def test_late_joiner_gets_welcome_on_joining_and_current_step_days_later(program: Program) -> None:
     occ = schedule(program, "2019-2020", "p05")  # joined 2019-11-18
     joined = datetime(2019, 11, 18, 9, tzinfo=NY)
     assert occ["welcome"].due_at == joined and occ["welcome"].skip_reason is None
-    assert occ["resumes"].due_at == joined and occ["resumes"].skip_reason is None  # the current step
+    # the current step, three days on (late_pickup_days): not in the same second as the welcome
+    assert occ["resumes"].due_at == datetime(2019, 11, 21, 9, tzinfo=NY) and occ["resumes"].skip_reason is None
     for older in ("day-in-the-life", "readings"):
         assert occ[older].skip_reason is not None  # not sent in a burst
     assert occ["project-plan"].due_at == datetime(2019, 12, 1, 9, tzinfo=NY)  # then the normal year

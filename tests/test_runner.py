@@ -174,7 +174,7 @@ def test_broken_template_stops_before_the_first_send(settings: Settings) -> None
     tpl = settings.program_dir / "templates/email/welcome.html.j2"
     tpl.write_text(tpl.read_text(encoding="utf-8").replace("{% block body %}", "{% block body %}{{ nope }}", 1),
                    encoding="utf-8")
-    with pytest.raises(InputError, match=r"welcome.html.j2:\d+: undefined variable: 'nope' is undefined"):
+    with pytest.raises(InputError, match=r"welcome.html.j2:\d+: undefined variable nope$"):
         send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert not settings.database_path.exists() or ledger_rows(settings) == {}
 
@@ -185,7 +185,7 @@ def test_bad_rows_are_reported_good_pairs_served_exit_1(settings: Settings) -> N
         f.write("p13,Ann Example,ann@@example.org,Bo Example,bo@example.org,,active,,,,,\n")
     report = send.run(settings, now=datetime(2019, 8, 1, 17, tzinfo=UTC))
     assert report.sent == 11 and report.exit_code == 1
-    assert "roster.csv:14 (row 13): mentor_email" in str(report.bad_rows[0])
+    assert "roster.csv:14: mentor_email" in str(report.bad_rows[0])
 
 
 def test_ledger_and_outbox_are_owner_only(settings: Settings) -> None:

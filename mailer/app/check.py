@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 from jinja2 import TemplateError
 
+from mailer.app.scaffold import PLACEHOLDER_NAME, example_readings
 from mailer.core.compose import context, template_name
 from mailer.core.ical import build_ics
 from mailer.core.invitation import build_invite
-from mailer.core.model import Pair, Person
+from mailer.core.model import Pair, Person, Program
 from mailer.core.occurrence import InviteChange
 from mailer.core.plan import build_plan
 from mailer.core.render import template_problem
@@ -53,6 +56,9 @@ def check_program(settings: Settings, *, now: datetime | None = None) -> CheckRe
     except InputError as exc:
         result.problems.extend(exc.problems)
         return result
+    result.problems.extend(init_leftovers(program))
+    result.warnings.extend(env_warnings(root))
+    result.warnings.extend(readings_warning(program))
     result.problems.extend(program.skipped_rows)
     result.problems.extend(p for b in program.broken for p in b.problems)
     result.warnings.extend(program.warnings)
@@ -92,3 +98,36 @@ def check_program(settings: Settings, *, now: datetime | None = None) -> CheckRe
                     seen.add(text)
                     result.problems.append(text)
     return result
+
+
+def init_leftovers(program: Program) -> list[Problem]:
+    """What `init` wrote that must not reach a participant: the placeholder name, the example readings."""
+    found = []
+    if program.name == PLACEHOLDER_NAME:
+        found.append(Problem("cohorts/program.toml", None, "program.name",
+                             f"is still init's placeholder '{PLACEHOLDER_NAME}': write your program's name"))
+    return found
+
+
+def env_warnings(root: Path) -> list[Problem]:
+    """The program folder's .env, when it holds a password that other accounts can read."""
+    env = root / ".env"
+    try:
+        mode = env.stat().st_mode
+        text = env.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    holds_password = any(line.split("=", 1)[0].strip().endswith("_PASSWORD") and line.split("=", 1)[1].strip()
+                         for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    if holds_password and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return [Problem(".env", None, None, f"holds a password and is readable by others (mode "
+                        f"{stat.S_IMODE(mode):o}): run chmod 600 .env")]
+    return []
+
+
+def readings_warning(program: Program) -> list[Problem]:
+    """init's example reading list, left unchanged."""
+    if program.readings and program.readings == example_readings():
+        return [Problem("cohorts/program.toml", None, "readings",
+                        "is init's example list: replace it with readings from your own field, or delete it")]
+    return []

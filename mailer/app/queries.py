@@ -12,6 +12,7 @@ from typing import Literal
 
 from mailer.core.compose import build_message, context, links, message_id, template_name
 from mailer.core.htmlreport import render_report
+from mailer.core.model import Program
 from mailer.core.occurrence import InviteChange, Occurrence
 from mailer.core.plan import HORIZON, Plan, build_plan
 from mailer.core.records import Row
@@ -58,14 +59,29 @@ def preview(settings: Settings, *, now: datetime, pair: str, step: str, cohort: 
             role: str | None = None, fmt: str = "text") -> str:
     """One message rendered as it would go out: text, HTML, or the whole .eml."""
     program = load_program(settings.program_dir, cohort_ids=[cohort] if cohort else None)
-    matches = [o for o in year_schedule(program)
-               if o.pair.id.lower() == pair.lower() and o.step.key == step and (role is None or o.role in (role, None))]
+    of_pair = [o for o in year_schedule(program) if o.pair.id.lower() == pair.lower()]
+    if not of_pair:
+        pairs = sorted({p.id for c in program.cohorts for p in c.pairs})
+        raise InputError([f"there is no pair '{pair}'; pairs are: {', '.join(pairs[:30]) or 'none'}"
+                          f"{' …' if len(pairs) > 30 else ''}"])
+    matches = [o for o in of_pair if o.step.key == step]
     if not matches:
         known = sorted({s.key for c in program.cohorts for s in c.steps})
         raise InputError([f"no message for pair '{pair}' and step '{step}'; steps are: {', '.join(known)}"])
     if len({o.cohort.id for o in matches}) > 1:
         raise InputError([f"pair '{pair}' is in several cohorts; add --cohort"])
-    occ = matches[0]
+    if role is not None and matches[0].role is None:
+        raise InputError([f"step '{step}' goes to both partners in one email; leave out --role"])
+    matches = [o for o in matches if role is None or o.role == role]
+    if len(matches) > 1 and fmt != "text":
+        raise InputError([f"step '{step}' sends one email to each partner; add --role mentor or --role mentee"])
+    if len(matches) > 1:  # each partner's email, one after the other
+        return "\n".join(f"===== to the {o.role}: {o.pair.person(o.role).name} =====\n"  # type: ignore[arg-type]
+                         + _preview_one(settings, program, o, now, fmt) for o in matches)
+    return _preview_one(settings, program, matches[0], now, fmt)
+
+
+def _preview_one(settings: Settings, program: Program, occ: Occurrence, now: datetime, fmt: str) -> str:
     # signed with a stand-in secret: a preview's links show their shape, and no real token leaves the ledger
     extra = links(occ, b"preview", checkins=settings.checkins, unsubscribe_url=settings.unsubscribe_url)
     rendered = renderer_for(program.templates_dir).render(context(program, occ, checkin=extra.checkin),

@@ -46,6 +46,37 @@ def _conference(conf: Conference, pair: Pair) -> dict[str, Any]:
             "dates": fmt_range(conf.start, conf.end), "status": conf.status, "meetup": meetup}
 
 
+# the last cohorts' people in several pairs, by the pairs tuple's identity: context() runs once per message,
+# and counting a 10,000-pair roster each time would make a run quadratic
+_SHARED: dict[int, tuple[tuple[Pair, ...], frozenset[str]]] = {}
+
+
+def in_several_pairs(pairs: tuple[Pair, ...]) -> frozenset[str]:
+    """The (lower-cased wire) addresses of the people who are in more than one of `pairs`."""
+    hit = _SHARED.get(id(pairs))
+    if hit is not None and hit[0] is pairs:
+        return hit[1]
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for pair in pairs:
+        for person in pair.people():
+            address = person.ascii_email.lower()
+            (twice if address in seen else seen).add(address)
+    if len(_SHARED) > 16:
+        _SHARED.clear()
+    _SHARED[id(pairs)] = (pairs, frozenset(twice))
+    return _SHARED[id(pairs)][1]
+
+
+def partner_note(occ: Occurrence) -> str:
+    """" (Priya & Mika)" when a recipient of this message is in several pairs of the cohort, so that the
+    same step's emails of their pairs are told apart in the inbox; otherwise nothing."""
+    shared = in_several_pairs(occ.cohort.pairs)
+    if any(occ.pair.person(r).ascii_email.lower() in shared for r in occ.recipients()):
+        return f" ({occ.pair.mentor.first_name} & {occ.pair.mentee.first_name})"
+    return ""
+
+
 def template_name(occ: Occurrence) -> str:
     """A cancelled meetup has its own wording; everything else uses its step's template."""
     if occ.change is not None and occ.change.method == "CANCEL":
@@ -125,6 +156,7 @@ def context(program: Program, occ: Occurrence, *, checkin: dict[str, Any] | None
         "readings": list(program.readings),
         "update": update,
         "checkin": checkin,  # the base layouts end a prompt with these links; None leaves them out
+        "subject_suffix": partner_note(occ),  # the renderer adds it to whatever subject the template makes
     }
 
 

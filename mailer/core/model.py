@@ -25,9 +25,12 @@ class Person:
     ascii_email: str  # what goes on the wire (IDN domains in punycode)
     role: Role
     timezone: ZoneInfo | None = None
+    given_name: str | None = None  # the roster's <role>_first_name: the name greetings use
 
     @property
     def first_name(self) -> str:
+        if self.given_name:
+            return self.given_name
         return self.name.split()[0] if self.name.split() else self.name
 
 
@@ -139,6 +142,8 @@ class Cohort:
     pairs: tuple[Pair, ...]
     path: Path
     language: str = "en"  # BCP 47 tag of the emails' language: <html lang>, for screen readers
+    send_days: frozenset[int] = frozenset(range(7))  # weekdays (Monday 0) a step may go out on
+    late_pickup_days: int = 3  # a late pair's welcome first; what it picks up from the year this many days on
 
     def send_time(self, day: date, people: tuple[Person, ...] = ()) -> datetime:
         """When a step due on `day` goes out: the cohort's send hour, in its time zone; or, for people

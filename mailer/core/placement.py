@@ -10,8 +10,11 @@ from mailer.errors import Problem
 
 
 def place_steps(defs: list[StepDef], start: date, end: date, conferences: list[Conference],
-                cohort_file: str) -> tuple[list[Step], list[Problem]]:
-    """The cohort's steps in due order, and what stops a step from being placed (named by `cohort_file`)."""
+                cohort_file: str, warnings: list[Problem] | None = None) -> tuple[list[Step], list[Problem]]:
+    """The cohort's steps in due order, and what stops a step from being placed (named by `cohort_file`).
+
+    A conference step that would fall before the year starts, for a conference inside the year, goes on
+    the year's first day (as it would for a pair that joins late), and `warnings` says so."""
     steps: list[Step] = []
     problems: list[Problem] = []
     made: dict[str, str] = {}  # placed key -> the step definition that made it
@@ -38,6 +41,13 @@ def place_steps(defs: list[StepDef], start: date, end: date, conferences: list[C
                     f"makes step '{key}' for {cohort_file}, and so does step '{made[key]}'; rename one"))
                 continue
             made[key] = d.key
+            if conf is not None and due < start <= conf.start:
+                if warnings is not None:
+                    warnings.append(Problem(cohort_file, None, f"conferences.{conf.key}",
+                                            f"starts {(conf.start - start).days} days into the year, so step "
+                                            f"'{key}' ({d.days_before} days before it) goes out on the year's "
+                                            f"first day, {start}"))
+                due = start
             if not start <= due <= end:
                 problems.append(Problem(
                     d.source, None, f"steps.{d.key}",

@@ -7,6 +7,8 @@ layouts `base.txt.j2` and `base.html.j2`. The pair wins when present.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailer.core import markdown
 from mailer.core.mime import header_safe
+from mailer.core.wrap import wrap_text
 from mailer.errors import InputError, Problem
 
 MAX_SUBJECT = 200
@@ -47,12 +50,25 @@ def template_kind(exists: set[str], template: str) -> Kind:
     return "pair"
 
 
+class _Undefined(StrictUndefined):
+    """StrictUndefined that names what the missing key was looked up in, instead of "'dict object' has no
+    attribute"; template_problem adds the dotted path from the template's line."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if isinstance(self._undefined_obj, dict):
+            return f"{self._undefined_name}; known: {', '.join(sorted(map(str, self._undefined_obj)))}"
+        return super()._undefined_message
+
+
 class Renderer:
     """The Jinja2 environments over a template loader (load.templates gives the folder's): sandboxed, strict,
     HTML autoescaped; for Markdown templates, every `{{ }}` value is escaped as Markdown."""
 
     def __init__(self, loader: BaseLoader) -> None:
-        options: dict[str, Any] = {"loader": loader, "undefined": StrictUndefined, "trim_blocks": True,
+        options: dict[str, Any] = {"loader": loader, "undefined": _Undefined, "trim_blocks": True,
                                    "lstrip_blocks": True, "keep_trailing_newline": True}
         self.env = ImmutableSandboxedEnvironment(
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False), **options)
@@ -65,6 +81,12 @@ class Renderer:
         self._in_layout = {ext: self.env.from_string(f'{{% extends "base.{ext}.j2" %}}{{% block body %}}'
                                                      "{{ md_body }}{% endblock %}") for ext in ("txt", "html")}
         self._kinds: dict[str, Kind] = {}
+
+    def _source(self, name: str) -> str | None:
+        try:
+            return str(self.env.loader.get_source(self.env, name)[0]) if self.env.loader else None
+        except TemplateError:
+            return None
 
     def kind(self, template: str) -> Kind:
         """Whether the step `template` is a Markdown file or a pair; asked of the loader once per template."""
@@ -91,13 +113,15 @@ class Renderer:
             subject = header_safe(_subject(first, context, name))
             if not subject:
                 raise InputError([Problem(f"templates/email/{name}", None, "subject", "renders empty")])
-            context = {**context, "subject": subject[:MAX_SUBJECT]}
+            suffix = header_safe(str(context.get("subject_suffix", "")))
+            suffix = f" {suffix}" if suffix else ""
+            context = {**context, "subject": subject[:MAX_SUBJECT - len(suffix)] + suffix}
             if markdown_step:
                 body = _bounded(self._md_body, {**context, "md_template": name}, name)
                 text = _bounded(self._in_layout["txt"], {**context, "md_body": markdown.to_text(body)}, name)
                 html = _bounded(self._in_layout["html"], {**context, "md_body": markdown.to_html(body)}, name)
             else:
-                text = _bounded(first, context, name)
+                text = wrap_text(_bounded(first, context, name))  # Markdown steps: markdown.to_text wraps
                 name = f"{template}.html.j2"
                 html = _bounded(self.env.get_template(name), context, name)
         except InputError:
@@ -105,7 +129,7 @@ class Renderer:
         except (TemplateError, ArithmeticError, ValueError, TypeError, LookupError, RecursionError) as exc:
             # a template is the coordinator's code: whatever it raises (the sandbox's "range too big", a
             # division by zero) is a problem in that file, with its line, never a traceback
-            raise InputError([template_problem(exc, name)]) from None
+            raise InputError([template_problem(exc, name, self._source)]) from None
         _check_size(text, name if markdown_step else f"{template}.txt.j2")
         _check_size(html, name)
         return Rendered(context["subject"], _tidy(text), html)
@@ -156,8 +180,9 @@ def _check_size(body: str, name: str) -> None:
                                   f"renders {len(body)} characters; at most {MAX_BODY}")])
 
 
-def template_problem(exc: Exception, name: str) -> Problem:
-    """Where a Jinja2 error arose, as the coordinator would look for it."""
+def template_problem(exc: Exception, name: str, source: Callable[[str], str | None] | None = None) -> Problem:
+    """Where a Jinja2 error arose, as the coordinator would look for it; with `source` (a template's text by
+    name), an undefined key is named by its path, as the template writes it: recipient.frist_name."""
     filename = getattr(exc, "filename", None) or getattr(exc, "name", None) or name
     line = getattr(exc, "lineno", None)
     if not isinstance(exc, TemplateSyntaxError):
@@ -167,7 +192,7 @@ def template_problem(exc: Exception, name: str) -> Problem:
                 filename, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
             tb = tb.tb_next
     if isinstance(exc, UndefinedError):
-        msg = f"undefined variable: {exc.message}"
+        msg = f"undefined variable {_undefined_path(exc.message or '', filename, line, source)}"
     elif isinstance(exc, TemplateSyntaxError):
         msg = f"template syntax error: {exc.message}"
     elif isinstance(exc, TemplateError):
@@ -185,3 +210,20 @@ def _tidy(text: str) -> str:
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).strip("\n") + "\n"
+
+
+def _undefined_path(message: str, filename: object, line: int | None, source: Callable[[str], str | None] | None,
+                    ) -> str:
+    """ "recipient.frist_name; known: email, first_name, …" from "frist_name; known: …" and the template's
+    line; "frist" from "'frist' is undefined"."""
+    if message.endswith(" is undefined") and message.startswith("'"):
+        return message.removesuffix(" is undefined").strip("'")
+    name, sep, known = message.partition("; known: ")
+    if not sep:
+        return message
+    lines = (source(Path(str(filename)).name) or "").splitlines() if source is not None else []
+    if line is not None and 0 < line <= len(lines):
+        found = re.search(rf"([A-Za-z_][\w.]*)\.{re.escape(name)}\b", lines[line - 1])
+        if found:
+            name = f"{found.group(1)}.{name}"
+    return f"{name}; known: {known}"

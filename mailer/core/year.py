@@ -38,7 +38,7 @@ def pair_schedule(cohort: Cohort, pair: Pair) -> Iterator[Occurrence]:
     timed = pair.mentor.timezone is not None or pair.mentee.timezone is not None
     if not spans and not timed:  # the common case: an active pair, the cohort's clock
         for step in cohort.steps:
-            due_at = cohort.send_time(step.due)
+            due_at = cohort.send_time(send_day(cohort, step.due))
             reason = _conference_reason(step, due_at)
             if step.to == "each":
                 yield Occurrence(cohort, pair, step, "mentor", due_at, reason)
@@ -48,6 +48,7 @@ def pair_schedule(cohort: Cohort, pair: Pair) -> Iterator[Occurrence]:
         return
     latest_in_span: dict[int, Step] = {}
     placed: list[tuple[Step, date, str | None]] = []
+    first_due = min((s.due for s in cohort.steps), default=cohort.start)
     for step in cohort.steps:
         day = step.due
         reason = None
@@ -58,13 +59,16 @@ def pair_schedule(cohort: Cohort, pair: Pair) -> Iterator[Occurrence]:
             if until is None:
                 continue  # withdrawn, or paused with no end: nothing to schedule
             day = until
+            if why == "joined late" and step.due > first_due:
+                # the welcome on the day they join, the rest a few days on: not all in the same second
+                day = min(date.fromordinal(until.toordinal() + cohort.late_pickup_days), cohort.end)
             if step.late == "skip":
                 reason = why
             elif step.late == "latest":
                 latest_in_span[span_index] = step  # steps are in due order: the last one wins
         if reason is None:
             reason = _conference_reason(step, cohort.send_time(day))
-        placed.append((step, day, reason))
+        placed.append((step, send_day(cohort, day), reason))
     superseded = {
         step.key for step, _, _ in placed
         if step.late == "latest"
@@ -77,6 +81,13 @@ def pair_schedule(cohort: Cohort, pair: Pair) -> Iterator[Occurrence]:
         for role in roles:
             people = (pair.person(role),) if role else pair.people()
             yield Occurrence(cohort, pair, step, role, cohort.send_time(day, people), reason)
+
+
+def send_day(cohort: Cohort, day: date) -> date:
+    """`day`, or the next day of the week the program sends on (`send_days`)."""
+    while day.weekday() not in cohort.send_days and cohort.send_days:
+        day = date.fromordinal(day.toordinal() + 1)
+    return day
 
 
 def _conference_reason(step: Step, due_at: datetime) -> str | None:

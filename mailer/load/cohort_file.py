@@ -25,8 +25,10 @@ MEETUP_KEYS = frozenset({"day", "time", "minutes", "place"})
 
 def load_cohort(
     folder: Path, root: Path, step_defs: list[StepDef], problems: list[Problem],
-    skipped: list[Problem], warnings: list[Problem],
+    skipped: list[Problem], warnings: list[Problem], rules: dict[str, Any] | None = None,
 ) -> Cohort | None:
+    """The cohort in `folder`, or None after its problems are listed; `rules` are the program's year rules
+    (send_days, late_pickup_days) as Cohort fields."""
     cohort_file = folder / "cohort.toml"
     shown = display_path(cohort_file, root)
     col = Collector(shown)
@@ -88,7 +90,7 @@ def load_cohort(
                 conferences.append(conf)
     steps: list[Step] = []
     if start and end:
-        steps, placing = place_steps(step_defs, start, end, conferences, col.file)
+        steps, placing = place_steps(step_defs, start, end, conferences, col.file, col.warnings)
         col.problems.extend(placing)
     year = (start, end) if start and end else None
     pairs = load_roster(folder / "roster.csv", root, skipped, warnings, problems, year)
@@ -98,7 +100,7 @@ def load_cohort(
         return None
     return Cohort(id=folder.name, name=name, start=start, end=end, timezone=tz, send_hour=send_hour,
                   coordinator=coordinator, evaluations=evaluations, conferences=tuple(conferences),
-                  steps=tuple(steps), pairs=tuple(pairs), path=folder, language=language)
+                  steps=tuple(steps), pairs=tuple(pairs), path=folder, language=language, **(rules or {}))
 
 
 def _conference(item: dict[str, Any], where: str, col: Collector,

@@ -4,6 +4,7 @@ that gathers every problem of one file."""
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import re
 import unicodedata
@@ -172,13 +173,41 @@ def _zone_names() -> dict[str, str]:
 
 
 def lookup_zone(value: str) -> tuple[ZoneInfo | None, str]:
-    """The zone, or None and a hint ("; did you mean 'America/New_York'?") when the case is off."""
+    """The zone, or None and a hint ("; did you mean 'America/Toronto'?") for a name off by case or typing."""
     try:
         return ZoneInfo(value), ""
     except (ZoneInfoNotFoundError, ValueError, OSError):  # a folder such as "America", a name too long
         pass
-    near = _zone_names().get(value.strip().lower().replace(" ", "_"))
+    wanted = value.strip().lower().replace(" ", "_")
+    near = _zone_names().get(wanted)
+    if near is None:
+        close = difflib.get_close_matches(wanted, list(_zone_names()), n=1, cutoff=0.8)
+        near = _zone_names()[close[0]] if close else None
     return None, f"; did you mean '{near}'?" if near else ""
+
+
+# Zones that are a fixed offset or an old alias: "EST" never moves to daylight time, so summer mail would go
+# an hour late; the city zone to write instead.
+LEGACY_ZONES = {
+    "est": "America/New_York", "edt": "America/New_York", "est5edt": "America/New_York",
+    "cst6cdt": "America/Chicago", "mst": "America/Denver (or America/Phoenix, which keeps no daylight time)",
+    "mst7mdt": "America/Denver", "pst8pdt": "America/Los_Angeles", "hst": "Pacific/Honolulu",
+    "cet": "Europe/Paris", "eet": "Europe/Athens", "met": "Europe/Paris", "wet": "Europe/Lisbon",
+}
+
+
+def legacy_zone(zone: ZoneInfo) -> str | None:
+    """What to say about a fixed-offset or legacy zone name, or None for a city zone."""
+    key = zone.key
+    city = LEGACY_ZONES.get(key.lower())
+    if city is None and key.startswith("Etc/") and key not in ("Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu"):
+        city = "the city zone of the place, such as America/New_York or Europe/Berlin"
+    if city is None and "/" in key and key.split("/")[0] in ("US", "Canada", "Mexico", "Brazil", "Chile"):
+        city = "the city zone it stands for, such as America/New_York for US/Eastern"
+    if city is None:
+        return None
+    return (f"'{key}' is a fixed offset or a legacy name, which may not follow daylight saving time; "
+            f"write {city}")
 
 
 def zone(value: Any, name: str, col: Collector) -> ZoneInfo | None:
@@ -189,4 +218,6 @@ def zone(value: Any, name: str, col: Collector) -> ZoneInfo | None:
     zone, hint = lookup_zone(value)
     if zone is None:
         col.add(name, f"{short(value)} is not an IANA time zone such as America/New_York{hint}")
+    elif (legacy := legacy_zone(zone)) is not None:
+        col.warnings.append(Problem(col.file, None, name, legacy))
     return zone

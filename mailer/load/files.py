@@ -49,6 +49,8 @@ def read_toml(path: Path, root: Path, problems: list[Problem]) -> dict[str, Any]
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         if msg.startswith(("Cannot overwrite a value", "Cannot declare")):
             msg += " (a key or table given twice?)"
+        if at and (bare := _bare_time(text, int(at.group(1)))) is not None:
+            msg = f"write times as {bare}:00, with seconds ({msg})"
         problems.append(Problem(shown, int(at.group(1)) if at else None, None, f"is not valid TOML: {msg}"))
     except RecursionError:  # tomllib recurses into nested arrays and inline tables
         problems.append(Problem(shown, None, None, "is not valid TOML: arrays or tables nested too deeply"))
@@ -85,3 +87,10 @@ def program_files(root: Path) -> tuple[list[tuple[str, os.stat_result]], list[Pr
                                             f"cannot be read: {exc.strerror or exc} (a symbolic link that loops "
                                             "or points nowhere?)"))
     return found, problems
+
+
+def _bare_time(text: str, line: int) -> str | None:
+    """A time written without seconds on `line` ("time = 12:15"), which TOML does not read."""
+    lines = text.splitlines()
+    found = re.search(r"=\s*(\d{1,2}:\d{2})\s*(?:#.*)?$", lines[line - 1]) if 0 < line <= len(lines) else None
+    return found.group(1) if found else None

@@ -27,7 +27,7 @@ def load_program(root: Path, *, cohort_ids: list[str] | None = None) -> Program:
                                   "is missing: the program folder needs a cohorts/ folder "
                                   "(set MENTOR_MAILER_PROGRAM_DIR, or run from the program folder)")])
     default_doc = read_toml(program_file, root, problems)
-    name, readings, default_steps = parse_program(default_doc, display_path(program_file, root), problems,
+    name, readings, default_steps, rules = parse_program(default_doc, display_path(program_file, root), problems,
                                                    warnings, root)
 
     cohorts: list[Cohort] = []
@@ -54,8 +54,8 @@ def load_program(root: Path, *, cohort_ids: list[str] | None = None) -> Program:
         override = folder / "program.toml"
         if override.exists():
             doc = read_toml(override, root, own)
-            _, _, steps = parse_program(doc, display_path(override, root), own, warnings, root, steps_only=True)
-        cohort = load_cohort(folder, root, steps, own, rows, warnings)
+            _, _, steps, _ = parse_program(doc, display_path(override, root), own, warnings, root, steps_only=True)
+        cohort = load_cohort(folder, root, steps, own, rows, warnings, rules)
         if own or cohort is None:
             broken.append(BrokenCohort(folder.name, (*own, *rows)))  # all at once: the bad rows too
         else:

@@ -22,12 +22,13 @@ STEP_KEYS = frozenset({"key", "template", "to", "late", "description", "days_aft
 def parse_program(
     doc: dict[str, Any] | None, shown: str, problems: list[Problem], warnings: list[Problem], root: Path, *,
     steps_only: bool = False,
-) -> tuple[str, list[str], list[StepDef]]:
+) -> tuple[str, list[str], list[StepDef], dict[str, Any]]:
     col = Collector(shown)
     name = "Mentoring program"
     readings: list[str] = []
+    rules: dict[str, Any] = {}
     if doc is None:  # unreadable: already reported
-        return name, readings, []
+        return name, readings, [], rules
     if steps_only:
         col.unknown_keys(doc, frozenset({"steps"}))
     else:
@@ -36,7 +37,8 @@ def parse_program(
         if not isinstance(head, dict):
             col.add("program", "expected a [program] table with name = \"...\"")
         else:
-            col.unknown_keys(head, frozenset({"name"}), "program.")
+            col.unknown_keys(head, frozenset({"name", "send_days", "late_pickup_days"}), "program.")
+            rules = _rules(head, col)
             if "name" in head:
                 if not isinstance(head["name"], str) or not head["name"].strip():
                     col.add("program.name", f"expected the program's name as text, got {kind(head['name'])}")
@@ -69,7 +71,30 @@ def parse_program(
         steps.append(step)
     problems.extend(col.problems)
     warnings.extend(col.warnings)
-    return name, readings, steps
+    return name, readings, steps, rules
+
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _rules(head: dict[str, Any], col: Collector) -> dict[str, Any]:
+    """The year's rules the [program] table may set: `send_days` and `late_pickup_days`, as Cohort fields."""
+    rules: dict[str, Any] = {}
+    if "send_days" in head:
+        raw = head["send_days"]
+        days = [str(d).strip().lower()[:3] for d in raw] if isinstance(raw, list) else None
+        if not days or any(d not in DAY_NAMES for d in days):
+            col.add("program.send_days", f"expected a list of weekdays such as [\"mon\", \"tue\", \"wed\", "
+                                         f"\"thu\", \"fri\"], got {kind(raw)}")
+        else:
+            rules["send_days"] = frozenset(DAY_NAMES.index(d) for d in days)
+    if "late_pickup_days" in head:
+        raw = head["late_pickup_days"]
+        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 60:
+            col.add("program.late_pickup_days", f"expected a number of days from 0 to 60, got {kind(raw)}")
+        else:
+            rules["late_pickup_days"] = raw
+    return rules
 
 
 def _parse_step(item: dict[str, Any], where: str, col: Collector, templates: Path,

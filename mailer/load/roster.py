@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import itertools
 from collections import Counter
@@ -12,14 +13,17 @@ from typing import Any, cast, get_args
 
 from mailer.core.model import Pair, PairStatus, Person
 from mailer.errors import Problem, display_path
-from mailer.load.fields import ID_RE, Collector, clean_name, email_address, lookup_zone, plausible, short
+from mailer.load.fields import ID_RE, Collector, clean_name, email_address, legacy_zone, lookup_zone, plausible, short
 from mailer.load.files import read_text
 
 REQUIRED_COLUMNS = ("pair_id", "mentor_name", "mentor_email", "mentee_name", "mentee_email")
 OPTIONAL_COLUMNS = (
     "joined", "status", "status_from", "status_until",
-    "mentor_timezone", "mentee_timezone", "notes",
+    "mentor_timezone", "mentee_timezone", "notes", "mentor_first_name", "mentee_first_name",
 )
+KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+# a name opening with one of these is greeted by the title ("Hi Dr.") unless a first-name column says otherwise
+TITLES = frozenset({"dr", "prof", "mr", "ms", "mrs", "mx"})
 
 
 def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[Problem],
@@ -42,25 +46,16 @@ def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[P
         return []
     header_line = reader.line_num
     columns = [h.strip().lower() for h in header]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        found = ", ".join(repr(h) for h in header[:20])
-        problems.append(Problem(shown, header_line, ", ".join(missing),
-                                f"column missing; the header must include {', '.join(REQUIRED_COLUMNS)} "
-                                f"(it has {found})"))
-        return []
-    twice = [c for c, n in Counter(columns).items() if c and n > 1]
-    if twice:
-        problems.append(Problem(shown, header_line, ", ".join(twice),
-                                "column appears more than once in the header; keep one"))
+    if (problem := _header_problem(header, columns, shown, header_line)) is not None:
+        problems.append(problem)
         return []
     for c in columns:
-        if c and c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        if c and c not in KNOWN_COLUMNS:
             warnings.append(Problem(shown, header_line, c, "is not a known column and is ignored"))
     pairs: list[Pair] = []
     first_line: dict[str, tuple[int, int]] = {}
     line = header_line + 1
-    for n in itertools.count(1):
+    for n in itertools.count(header_line + 1):  # the row a spreadsheet shows: one per record, blank ones too
         start_line = line
         try:
             values = next(reader)
@@ -76,10 +71,13 @@ def load_roster(path: Path, root: Path, skipped: list[Problem], warnings: list[P
         row = dict(zip(columns, values, strict=False))
         col = Collector(shown)
         pair = _pair(row, col, start_line, n, year)
+        if pair is not None:
+            warnings.extend(_person_warnings(pair, shown, start_line, n))
         if pair is not None and pair.id.lower() in first_line:  # ids compare without case
             other_line, other_row = first_line[pair.id.lower()]
-            col.add("pair_id", f"'{pair.id}' is already used on line {other_line} (row {other_row}); "
-                               "each pair needs its own id", line=start_line, row=n)
+            where = f"line {other_line}" if other_line == other_row else f"line {other_line} (row {other_row})"
+            col.add("pair_id", f"'{pair.id}' is already used on {where}; each pair needs its own id",
+                    line=start_line, row=n)
         if col.problems:
             if line - 1 > start_line:  # a quote left open swallows the lines after it: say so first
                 col.problems.insert(0, Problem(
@@ -122,9 +120,11 @@ def _pair(row: dict[str, str], col: Collector, line: int, n: int, year: tuple[da
         addr = email_address(field_(f"{role}_email"), f"{role}_email", local)
         for p in local.problems:
             bad(p.field, p.message)
+        given = clean_name(field_(f"{role}_first_name"), f"{role}_first_name", bad) if field_(
+            f"{role}_first_name") else None
         if name and addr:
             people[role] = Person(name=name, email=addr[0], ascii_email=addr[1],
-                                  role=cast(Any, role), timezone=tz)
+                                  role=cast(Any, role), timezone=tz, given_name=given or None)
     if len(people) == 2 and people["mentor"].ascii_email.lower() == people["mentee"].ascii_email.lower():
         bad("mentee_email", "is the same address as mentor_email; a pair needs two people")
     dates: dict[str, date | None] = {}
@@ -151,3 +151,55 @@ def _pair(row: dict[str, str], col: Collector, line: int, n: int, year: tuple[da
     return Pair(id=pid, mentor=people["mentor"], mentee=people["mentee"], joined=joined,
                 status=cast(PairStatus, status), status_from=sf, status_until=su,
                 notes=field_("notes"))
+
+
+def _person_warnings(pair: Pair, shown: str, line: int, n: int) -> list[Problem]:
+    """A name that opens with a title and has no first name given (the greeting would be "Hi Dr."), and a
+    fixed-offset or legacy time zone (summer mail an hour off)."""
+    found = []
+    for person in pair.people():
+        legacy = legacy_zone(person.timezone) if person.timezone is not None else None
+        if legacy is not None:
+            found.append(Problem(shown, line, f"{person.role}_timezone", legacy, n))
+        words = person.name.split()
+        if person.given_name is None and len(words) > 1 and words[0].rstrip(".").lower() in TITLES:
+            found.append(Problem(shown, line, f"{person.role}_name",
+                                 f"'{person.name}' opens with a title, so emails would greet '{words[0]}': add "
+                                 f"a {person.role}_first_name column with the name to greet", n))
+    return found
+
+
+def _header_problem(header: list[str], columns: list[str], shown: str, line: int) -> Problem | None:
+    """What is wrong with the header row as a whole: another separator, a required column missing (with the
+    header that was probably meant), a column twice, or a misspelt optional column whose data would be lost."""
+    if len(header) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+            if header[0].count(sep) >= 2:
+                return Problem(shown, line, None, f"is separated by {name}, not commas: save it again as "
+                                                  "'CSV UTF-8 (comma delimited)'")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        found = ", ".join(repr(h) for h in header[:20])
+        meant = [f"'{h.strip()}' -> {c}" for c in missing for h in header if _closest(h) == c]
+        hint = f"; did you mean {', '.join(meant)}?" if meant else ""
+        return Problem(shown, line, ", ".join(missing),
+                       f"column missing; the header must include {', '.join(REQUIRED_COLUMNS)} (it has {found})"
+                       f"{hint}")
+    twice = [c for c, n in Counter(columns).items() if c and n > 1]
+    if twice:
+        return Problem(shown, line, ", ".join(twice), "column appears more than once in the header; keep one")
+    for h, c in zip(header, columns, strict=True):
+        if c and c not in KNOWN_COLUMNS and (meant_column := _closest(h)) is not None:
+            return Problem(shown, line, h.strip(), f"is not a known column; did you mean {meant_column}? (its "
+                                                   "data would be lost otherwise)")
+    return None
+
+
+def _closest(header: str) -> str | None:
+    """The known column a header was probably meant to be: "Mentor Email" or "mentee_time_zone"."""
+    plain = "".join(ch for ch in header.lower() if ch.isalnum())
+    by_plain = {c.replace("_", ""): c for c in KNOWN_COLUMNS}
+    if plain in by_plain:
+        return by_plain[plain]
+    close = difflib.get_close_matches(plain, list(by_plain), n=1, cutoff=0.85)
+    return by_plain[close[0]] if close else None

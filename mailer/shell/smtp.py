@@ -140,6 +140,28 @@ class SmtpTransport:
             raise
         return conn
 
+    def _tls_failed(self, exc: ssl.SSLError) -> str:
+        advice = ("a server with a private or self-signed certificate needs MENTOR_MAILER_SMTP_CA_FILE, the "
+                  "PEM file of the CA that signed it")
+        if is_loopback(self.host):
+            advice += "; a relay on this machine may use MENTOR_MAILER_SMTP_SECURITY=none instead"
+        return f"TLS with SMTP server {self.where} failed: {exc} ({advice})"
+
+    def check(self) -> str:
+        """Connect, upgrade to TLS and log in as a run would, and send nothing: what worked, in one line."""
+        try:
+            conn = self._connect(self._monotonic() + self.timeout)
+        except ssl.SSLError as exc:
+            raise TransportError(self._tls_failed(exc)) from None
+        except _CONNECTION_ERRORS as exc:
+            raise TransportError(f"SMTP server {self.where} cannot be reached: {describe(exc)}") from None
+        self._conn = conn
+        self.close()
+        steps = {"starttls": "upgraded to TLS with STARTTLS", "tls": "spoke TLS from the start",
+                 "none": "without TLS (loopback only)"}[self.security]
+        who = f", logged in as {self.username}" if self.username else ", no login (SMTP_USERNAME unset)"
+        return f"SMTP server {self.where}: connected, {steps}{who}; nothing was sent"
+
     def _pace(self) -> None:
         if self.rate > 0 and self._last_send is not None:
             wait = self._last_send + 60.0 / self.rate - self._monotonic()
@@ -197,7 +219,7 @@ class SmtpTransport:
                 return Delivery("deferred", tuple(delivered), refused, str(exc), attempt)
             except ssl.SSLError as exc:
                 self._drop()
-                raise TransportError(f"TLS with SMTP server {self.where} failed: {exc}") from None
+                raise TransportError(self._tls_failed(exc)) from None
             except (Reconnect, *_CONNECTION_ERRORS) as exc:
                 self._drop()
                 last = describe(exc)
