@@ -58,7 +58,8 @@ def allowed(importer: str, target: str) -> bool:
     if dst in ("", "errors") or target == "mailer.errors":
         return True
     if dst in ("cli", "daemon"):
-        return importer == "mailer.cli" and dst == "daemon"  # `mentor-mailer serve` starts the daemon
+        # the command line's own modules import each other, and `mentor-mailer serve` starts the daemon
+        return src == dst or (src == "cli" and dst == "daemon")
     rules = {
         "core": {"core"},
         "load": {"core", "load"},
@@ -141,7 +142,7 @@ def test_imports_inside_functions_say_why() -> None:
 def test_only_the_edges_read_the_clock() -> None:
     offenders = []
     for name, path in modules().items():
-        if name in ("mailer.cli", "mailer.daemon"):
+        if layer(name) in ("cli", "daemon"):
             continue
         src = path.read_text(encoding="utf-8")
         offenders += [f"{name}: {needle}" for needle in CLOCK if needle in src]

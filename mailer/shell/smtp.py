@@ -25,12 +25,14 @@ from mailer.shell.smtp_replies import (
     Reconnect,
     RefusesAll,
     Uncertain,
+    abandon_data,
     close_quietly,
     describe,
     is_loopback,
     refusing_all,
     reply_text,
     rset,
+    tls_failed,
     with_earlier,
 )
 from mailer.shell.smtp_session import Session, SessionTLS
@@ -140,19 +142,12 @@ class SmtpTransport:
             raise
         return conn
 
-    def _tls_failed(self, exc: ssl.SSLError) -> str:
-        advice = ("a server with a private or self-signed certificate needs MENTOR_MAILER_SMTP_CA_FILE, the "
-                  "PEM file of the CA that signed it")
-        if is_loopback(self.host):
-            advice += "; a relay on this machine may use MENTOR_MAILER_SMTP_SECURITY=none instead"
-        return f"TLS with SMTP server {self.where} failed: {exc} ({advice})"
-
     def check(self) -> str:
         """Connect, upgrade to TLS and log in as a run would, and send nothing: what worked, in one line."""
         try:
             conn = self._connect(self._monotonic() + self.timeout)
         except ssl.SSLError as exc:
-            raise TransportError(self._tls_failed(exc)) from None
+            raise TransportError(tls_failed(self.where, self.host, exc)) from None
         except _CONNECTION_ERRORS as exc:
             raise TransportError(f"SMTP server {self.where} cannot be reached: {describe(exc)}") from None
         self._conn = conn
@@ -219,7 +214,7 @@ class SmtpTransport:
                 return Delivery("deferred", tuple(delivered), refused, str(exc), attempt)
             except ssl.SSLError as exc:
                 self._drop()
-                raise TransportError(self._tls_failed(exc)) from None
+                raise TransportError(tls_failed(self.where, self.host, exc)) from None
             except (Reconnect, *_CONNECTION_ERRORS) as exc:
                 self._drop()
                 last = describe(exc)
@@ -267,7 +262,7 @@ class SmtpTransport:
                 rcpt_replies = [conn.docmd(c) for c in commands[1:]]
         if mail[0] != 250:
             self._count_refusal(mail)
-            self._abandon_data(conn, data_reply, out)
+            abandon_data(conn, data_reply, out)
             return self._whole(conn, mail[0], mail[1], rcpts, out)
         self._mail_refusals = 0
         accepted = []
@@ -282,7 +277,7 @@ class SmtpTransport:
                 out.transient[rcpt] = reply_text(code, msg)
                 out.drop = out.drop or not 400 <= code < 500
         if not accepted:
-            self._abandon_data(conn, data_reply, out)
+            abandon_data(conn, data_reply, out)
             if not out.drop:
                 rset(conn, out)
             return out
@@ -312,15 +307,6 @@ class SmtpTransport:
             self._mail_refusals += 1
             if self._mail_refusals >= REFUSALS_TO_STOP:
                 raise RefusesAll(reply_text(*mail))
-
-    @staticmethod
-    def _abandon_data(conn: Session, data_reply: tuple[int, bytes], out: Outcome) -> None:
-        """A pipelined DATA the server accepted although no recipient was: send an empty message's end
-        (RFC 2920 section 3.1) so the session is back in step; the server rejects it for want of recipients."""
-        if data_reply[0] == 354:
-            conn.send(b".\r\n")
-            code, _ = conn.getreply()
-            out.drop = out.drop or 200 <= code < 300  # it took an empty message: better not trust the session
 
     def _whole(self, conn: Session, code: int, msg: bytes, rcpts: list[str], out: Outcome) -> Outcome:
         """A reply that concerns the whole message (MAIL, DATA, or a 4xx/5xx after the body)."""

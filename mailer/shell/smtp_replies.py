@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import smtplib
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from mailer.shell.smtp_session import Late, Session
@@ -84,3 +85,21 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return str(exc) or type(exc).__name__
+
+
+def tls_failed(where: str, host: str, exc: ssl.SSLError) -> str:
+    """A TLS failure, with what usually fixes it."""
+    advice = ("a server with a private or self-signed certificate needs MENTOR_MAILER_SMTP_CA_FILE, the "
+              "PEM file of the CA that signed it")
+    if is_loopback(host):
+        advice += "; a relay on this machine may use MENTOR_MAILER_SMTP_SECURITY=none instead"
+    return f"TLS with SMTP server {where} failed: {exc} ({advice})"
+
+
+def abandon_data(conn: Session, data_reply: tuple[int, bytes], out: Outcome) -> None:
+    """A pipelined DATA the server accepted although no recipient was: send an empty message's end
+    (RFC 2920 section 3.1) so the session is back in step; the server rejects it for want of recipients."""
+    if data_reply[0] == 354:
+        conn.send(b".\r\n")
+        code, _ = conn.getreply()
+        out.drop = out.drop or 200 <= code < 300  # it took an empty message: better not trust the session
