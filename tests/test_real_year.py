@@ -404,6 +404,10 @@ def test_a_step_removed_after_it_went_out_stays_visible_in_status(
     [cohort] = json.loads(capsys.readouterr().out)
     [welcome] = [s for s in cohort["steps"] if s["step"] == "welcome"]
     assert welcome["description"] == "(no longer in the program)" and welcome["counts"]["outbox only"] == 11
+    assert cli(program, "report", "--out", str(program / "report.html")) == 0
+    page = (program / "report.html").read_text(encoding="utf-8")
+    row = page[page.index('<tr data-step="welcome">'):]
+    assert "no longer in the program" in row[:row.index("</tr>")]
 
 
 def test_the_readmes_backup_command_works_as_written(program: Path, tmp_path: Path) -> None:

@@ -235,6 +235,9 @@ def test_unreachable_server_defers_and_stops_the_run(settings: Settings, smtp_se
     assert report.aborted is not None and report.aborted.deferred and report.exit_code == 1
     assert "cannot be reached" in str(report.aborted)
     assert [r["state"] for r in rows(s).values()] == ["deferred"]  # one claimed, none lost
+    # the summary counts every held message, not only the one that was tried
+    assert report.deferred == 1 and report.held_back == 10
+    assert "1 deferred" in report.summary() and "10 more message(s) not tried" in report.summary()
     assert send.run(s, now=WELCOME, dry_run=True).planned  # everything is still due
 
 

@@ -32,6 +32,7 @@ class RunReport:
     held_late: list[Occurrence] = field(default_factory=list)  # too many late skips: held, not recorded
     already: list[tuple[Occurrence, str]] = field(default_factory=list)  # received under an old key (renamed)
     held_renames: list[tuple[Occurrence, str]] = field(default_factory=list)  # held: a renamed step, or new?
+    held_back: int = 0  # not tried: the transport stopped the run (a server down); each stays due
     went_live: int = 0  # sent to people over SMTP after a trial run had put them only in the outbox
     contended: int = 0
     recovered: list[str] = field(default_factory=list)  # keys a crashed run left `sending`
@@ -92,6 +93,8 @@ class RunReport:
             line += f"; {len(self.bad_rows)} roster problem(s) left pairs out"
         if self.held_renames:
             line += f"; {len(self.held_renames)} message(s) of a step that may be a renamed one held back"
+        if self.held_back:
+            line += f"; {self.held_back} more message(s) not tried, due again at the next run"
         if self.broken:
             line += f"; {len(self.broken)} cohort(s) held back by problems in their files"
         if self.held_late:

@@ -157,6 +157,7 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
             ledger.move_invite(old, cohort=occ.cohort.id, pair=occ.pair.id.lower(), step=occ.step.key)
         report.count(occ, SKIPPED)
     secret = ledger.secret
+    done = 0
     try:
         for done, occ in enumerate(send, 1):
             if stop is not None and stop():
@@ -171,6 +172,7 @@ def execute(plan: Plan, ledger: Ledger, transport: Transport, report: RunReport,
                 progress(done, len(send))
     except TransportError as exc:
         report.aborted = exc
+        report.held_back = len(send) - done  # the rest stay due: the summary counts every one of them
     finally:
         ledger.finish_run(run_id, now, sent=report.sent, skipped=report.skipped, failed=report.failed,
                           deferred=report.deferred, uncertain=report.uncertain)

@@ -149,6 +149,11 @@ def _cohort(cohort: Cohort, counts: Tally, upcoming: Sequence[Occurrence], now: 
                         if m == col else f"<td{_now(m == current)}></td>" for m in months)
         body.append(f'<tr data-step="{_e(step.key)}"><th scope="row"><span class="key">{_e(step.key)}</span>'
                     f'<span class="desc">{_e(step.description)}</span></th>{cells}</tr>\n')
+    for gone in sorted({s for (s, _, _) in mine} - {s.key for s in cohort.steps}):  # removed after it went out
+        was = Counter({st: n for (s, k, st), n in mine.items() if s == gone and not k})
+        body.append(f'<tr data-step="{_e(gone)}"><th scope="row"><span class="key">{_e(gone)}</span>'
+                    '<span class="desc">no longer in the program</span></th>'
+                    f'<td colspan="{len(months)}">{" ".join(_count(x, was[x]) for x in _states(was))}</td></tr>\n')
     totals: Counter[str] = Counter()
     for (_, kind, state), n in mine.items():
         if not kind:  # updates and cancellations are told apart, never counted as invitations sent
