@@ -156,6 +156,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from mailer.daemon import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    # one line per run is ours to log; APScheduler's own lines ("Running job", "executed successfully")
+    # are for debugging only
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     return serve(settings)
 
 
