@@ -438,3 +438,10 @@ def test_status_lists_every_pair_left_out_by_a_bad_row(program: Path, capsys: py
     [cohort] = json.loads(capsys.readouterr().out)
     assert len(cohort["left_out"]) == 1 and "mentor_email 'ann@@example.org' is not a valid address" in \
         cohort["left_out"][0]
+
+
+def test_dates_read_in_the_programs_own_time(program: Path) -> None:
+    assert cli(program, "run", "--now", WELCOME) == 0
+    [first] = [p for p in (program / "outbox" / "new").iterdir() if ".p01.welcome" in p.name]
+    date = next(line for line in first.read_text(encoding="utf-8").splitlines() if line.startswith("Date: "))
+    assert date == "Date: Thu, 01 Aug 2019 13:00:00 -0400"  # the run at 17:00 UTC, in New York's time

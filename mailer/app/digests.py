@@ -55,7 +55,9 @@ def send_digests(plan: Plan, ledger: Ledger, transport: Transport, report: RunRe
         rendered = digest.build(program, facts, cohorts=cohort_ids, uncertain=uncertain, upcoming=upcoming,
                                 heard=heard, no_contact_days=no_contact_days)
         key = f"digest/{now.isoformat()}/{address}"
-        data = digest.message(rendered, name=name, address=address, key=key, now=now,
+        zone = next((c.timezone for c in program.cohorts if c.id in cohort_ids), None)
+        data = digest.message(rendered, name=name, address=address, key=key,
+                              now=now.astimezone(zone) if zone else now,
                               msg_id=message_id(ledger.secret, key, address.rpartition("@")[2]))
         try:
             result = transport.send(Outgoing(key.replace(":", "-"), now, address, [address], data))

@@ -176,7 +176,7 @@ def build_message(occ: Occurrence, rendered: Rendered, *, msg_id: str, now: date
         ("To", mime.address_list(to)),
         ("Reply-To", sender),
         ("Subject", mime.unstructured("Subject", mime.header_safe(rendered.subject))),
-        ("Date", format_datetime(now)),
+        ("Date", format_datetime(now.astimezone(occ.cohort.timezone))),  # the program's time, as people read it
         ("Message-ID", mime.header_safe(msg_id)),
         ("Auto-Submitted", "auto-generated"),  # RFC 3834: vacation responders should not answer
         ("X-Mentor-Mailer-Key", mime.header_safe(occ.key)),  # ids are validated on load; this is the second guard

@@ -88,8 +88,11 @@ def build(program: Program, facts: RunFacts, *, cohorts: Sequence[str], uncertai
     sections.append(("Due in the next 30 days", lines or ["Nothing."]))
     sections += listened[1:]
 
-    stamp = facts.now.isoformat(timespec="minutes")
-    subject = f"mentor-mailer digest {facts.now.date().isoformat()}: {facts.summary}"
+    # the coordinator reads it in the program's time: the first of their cohorts' zones
+    zone = next((c.timezone for c in program.cohorts if c.id in cohort_set), None)
+    local = facts.now.astimezone(zone) if zone else facts.now
+    stamp = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    subject = f"mentor-mailer digest {local.date().isoformat()}: {facts.summary}"
     text = f"mentor-mailer ran at {stamp}: {facts.summary}\n"
     for title, body in sections:
         text += f"\n{title}\n{'-' * len(title)}\n" + "\n".join(f"  {line}" for line in body) + "\n"
