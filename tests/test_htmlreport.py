@@ -73,7 +73,7 @@ def test_page_is_a_complete_accessible_document(page: tuple[str, list[Row]]) -> 
     html, _ = page
     assert html.startswith("<!doctype html>\n<html lang=\"en\">")
     assert '<meta charset="utf-8">' in html and 'name="viewport"' in html
-    assert "generated <time datetime=\"2019-12-20T17:00:00Z\">2019-12-20T17:00:00Z</time> (UTC)" in html
+    assert "generated <time datetime=\"2019-12-20T17:00:00Z\">2019-12-20 12:00 EST</time>" in html
     assert html.count('<th scope="col">') > 24 and '<th scope="row">' in html
     assert "@media print" in html and 'class="legend"' in html
     for state in ("sent", "skipped", "failed", "deferred", "uncertain", "upcoming"):

@@ -113,12 +113,15 @@ def render_report(program: Program, counts: Tally, trouble: Sequence[Row], upcom
     upcoming = sorted(upcoming, key=lambda o: (o.due_at, o.key))
     title = title or f"{program.name}: report"
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # a person reads the program's own time; the machine-readable attribute stays in UTC
+    local = now.astimezone(program.cohorts[0].timezone) if program.cohorts else now.astimezone(UTC)
+    shown = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
     nav = "".join(f'<li><a href="#{_id(c.id)}">{_e(c.name)}</a></li>' for c in program.cohorts)
     parts = [
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header>\n<h1>{_e(title)}</h1>\n"
-        f'<p class="meta">{_e(program.name)} · generated <time datetime="{stamp}">{stamp}</time> (UTC)</p>\n'
+        f'<p class="meta">{_e(program.name)} · generated <time datetime="{stamp}">{_e(shown)}</time></p>\n'
         f'<nav aria-label="Sections"><ul>{nav}'
         + ('<li><a href="#heard">Replies and contact</a></li>' if heard is not None else "")
         + f'<li><a href="#failures">Failures ({len(trouble)})</a></li>'
