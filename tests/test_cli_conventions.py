@@ -72,6 +72,7 @@ def test_preview_roles_and_pairs(program_dir: Path, capsys: pytest.CaptureFixtur
     (["report", "--out", "{dir}"], "--out {dir} is a folder; give a file name"),
     (["report", "--out", "{missing}/r.html"], "the folder {missing} does not exist; create it first"),
     (["rehearse", "--outbox", "{file}"], "--outbox {file} is a file; give a folder"),
+    (["report", "--out", "/proc/r.html"], "/proc/r.html: files cannot be created in /proc; choose another folder"),
 ])
 def test_ordinary_path_mistakes_are_one_sentence(program_dir: Path, tmp_path: Path, args: list[str], said: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

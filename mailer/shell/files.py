@@ -84,6 +84,9 @@ def write_private(path: Path, data: bytes, *, make_parent: bool = False) -> Path
     try:
         fd = os.open(tmp, _CREATE, 0o600)
     except FileNotFoundError:
+        if path.parent.is_dir():  # /proc and its kind: a folder that holds no files of ours
+            raise FileWriteError(f"{path}: files cannot be created in {path.parent}; choose another folder") \
+                from None
         raise FileWriteError(f"{path}: the folder {path.parent} does not exist") from None
     except OSError as exc:
         raise FileWriteError(f"{path}: cannot write it: {exc.strerror}") from None
