@@ -30,16 +30,22 @@ def cli(program: Path, *args: str) -> int:
     return main(["-C", str(program), *args])
 
 
-def digest_of(paths: list[Path]) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.exists()}
-
-
-def test_read_only_commands_write_nothing_to_the_ledger(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def welcomed(program: Path) -> Path:
+    """The sample's welcome run, its write-ahead log folded into the ledger file: the file says it all."""
     assert cli(program, "run", "--now", WELCOME) == 0
     db = program / "mentor-mailer.sqlite3"
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    return db
+
+
+def digest_of(paths: list[Path]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.exists()}
+
+
+def test_read_only_commands_write_nothing_to_the_ledger(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    welcomed(program)
     files = sorted(program.glob("mentor-mailer.sqlite3*"))
     before = digest_of(files)
     for args in (["status", "--json"], ["plan"], ["run", "--dry-run", "--now", WELCOME],
@@ -63,11 +69,7 @@ def test_read_only_commands_work_on_a_ledger_this_user_cannot_write(program: Pat
 
 
 def test_a_damaged_ledger_is_one_sentence(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli(program, "run", "--now", WELCOME) == 0
-    db = program / "mentor-mailer.sqlite3"
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    db = welcomed(program)
     data = bytearray(db.read_bytes())
     data[100:4096 * 2] = b"\xff" * (4096 * 2 - 100)  # the header's tail and the schema page
     db.write_bytes(bytes(data))
